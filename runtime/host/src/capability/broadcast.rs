@@ -1,0 +1,121 @@
+//! The broadcast capability: backend trait, the in-process hub, and the host side of
+//! `plinth:extension/broadcast`. Publications are held by the call and handed to the
+//! backend only when the call succeeds.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use super::{BackendError, Capability, check_name};
+use crate::bindings::WitError;
+use crate::bindings::plinth::extension::broadcast as wit;
+use crate::state::{CapView, Publication};
+
+/// Longest topic name a guest may use, in bytes.
+pub const MAX_TOPIC_BYTES: usize = 100;
+
+/// Messages a slow subscriber may fall behind before it misses some.
+const HUB_CAPACITY: usize = 1_024;
+
+/// One delivered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub tenant: String,
+    pub topic: String,
+    pub payload: Arc<serde_json::Value>,
+}
+
+/// A broadcast backend. Topics arrive relative to the tenant.
+#[async_trait]
+pub trait BroadcastBackend: Send + Sync {
+    async fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), BackendError>;
+
+    /// Receives what is published to `topic` of `tenant` from now on.
+    fn subscribe(&self, tenant: &str, topic: &str) -> broadcast::Receiver<Message>;
+}
+
+/// The embedded hub: one channel per (tenant, topic) in this process.
+#[derive(Default)]
+pub struct InProcessHub {
+    topics: Mutex<HashMap<(String, String), broadcast::Sender<Message>>>,
+}
+
+impl InProcessHub {
+    fn sender(&self, tenant: &str, topic: &str) -> broadcast::Sender<Message> {
+        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        // Channels nobody listens to any more are dropped as we go, so the map stays
+        // as large as the set of live subscriptions.
+        topics.retain(|_, sender| sender.receiver_count() > 0);
+        topics
+            .entry((tenant.to_owned(), topic.to_owned()))
+            .or_insert_with(|| broadcast::channel(HUB_CAPACITY).0)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl BroadcastBackend for InProcessHub {
+    async fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), BackendError> {
+        let sender = {
+            let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+            topics.get(&(tenant.to_owned(), topic.to_owned())).cloned()
+        };
+        if let Some(sender) = sender {
+            // No receiver is not an error: nobody is watching that dashboard right now.
+            let _ = sender.send(Message {
+                tenant: tenant.to_owned(),
+                topic: topic.to_owned(),
+                payload: Arc::new(payload),
+            });
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self, tenant: &str, topic: &str) -> broadcast::Receiver<Message> {
+        self.sender(tenant, topic).subscribe()
+    }
+}
+
+impl wit::Host for CapView<'_, dyn BroadcastBackend> {
+    async fn publish(
+        &mut self,
+        topic: String,
+        payload: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        self.enter(Capability::Broadcast)?;
+        let result = (|| {
+            check_name("topic", &topic, MAX_TOPIC_BYTES, false)?;
+            if payload.len() > self.limits.broadcast_bytes {
+                return Err(BackendError::QuotaExceeded(format!(
+                    "message of {} bytes is over the cap of {} bytes",
+                    payload.len(),
+                    self.limits.broadcast_bytes
+                )));
+            }
+            if self.record.published.len() >= self.limits.broadcast_messages {
+                return Err(BackendError::QuotaExceeded(format!(
+                    "more than {} messages in one call",
+                    self.limits.broadcast_messages
+                )));
+            }
+            let payload: serde_json::Value = serde_json::from_str(&payload)
+                .map_err(|e| BackendError::InvalidInput(format!("payload is not JSON: {e}")))?;
+            Ok(payload)
+        })();
+        let result =
+            result.map(|payload| self.record.published.push(Publication { topic, payload }));
+        Ok(self.answer(result))
+    }
+}

@@ -1,0 +1,297 @@
+//! The cache capability: backend trait, the in-process backend, and the host side of
+//! `plinth:extension/cache`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use super::{BackendError, Capability, check_name};
+use crate::bindings::WitError;
+use crate::bindings::plinth::extension::cache as wit;
+use crate::state::CapView;
+
+/// Longest key a guest may use, in bytes.
+pub const MAX_KEY_BYTES: usize = 200;
+
+/// Statistics of one tenant's cache.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct CacheStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub keys: u64,
+    pub memory_bytes: u64,
+    pub top_keys: Vec<KeyStat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeyStat {
+    pub key: String,
+    pub size_bytes: u64,
+    pub hits: u64,
+}
+
+/// A cache backend. Keys arrive validated and relative to the tenant; the backend keeps
+/// tenants apart (the in-process backend keys its map by tenant).
+#[async_trait]
+pub trait CacheBackend: Send + Sync {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError>;
+    async fn set(
+        &self,
+        tenant: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError>;
+    async fn delete(&self, tenant: &str, key: &str) -> Result<bool, BackendError>;
+    async fn incr(&self, tenant: &str, key: &str, delta: i64) -> Result<i64, BackendError>;
+    async fn invalidate_prefix(&self, tenant: &str, prefix: &str) -> Result<u64, BackendError>;
+    async fn stats(&self, tenant: &str, top: usize) -> Result<CacheStats, BackendError>;
+}
+
+struct Entry {
+    value: Vec<u8>,
+    expires: Option<Instant>,
+    hits: u64,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.expires.is_none_or(|at| at > now)
+    }
+}
+
+#[derive(Default)]
+struct TenantCache {
+    entries: HashMap<String, Entry>,
+    hits: u64,
+    misses: u64,
+}
+
+/// The embedded cache: one map per tenant in this process, TTLs checked on access.
+#[derive(Default)]
+pub struct InProcessCache {
+    tenants: Mutex<HashMap<String, TenantCache>>,
+}
+
+impl InProcessCache {
+    fn with_tenant<R>(&self, tenant: &str, f: impl FnOnce(&mut TenantCache, Instant) -> R) -> R {
+        let mut tenants = self
+            .tenants
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let cache = tenants.entry(tenant.to_owned()).or_default();
+        f(cache, Instant::now())
+    }
+}
+
+#[async_trait]
+impl CacheBackend for InProcessCache {
+    async fn get(&self, tenant: &str, key: &str) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.with_tenant(tenant, |cache, now| {
+            match cache.entries.get_mut(key).filter(|e| e.live(now)) {
+                Some(entry) => {
+                    entry.hits += 1;
+                    cache.hits += 1;
+                    Some(entry.value.clone())
+                }
+                None => {
+                    cache.entries.remove(key);
+                    cache.misses += 1;
+                    None
+                }
+            }
+        }))
+    }
+
+    async fn set(
+        &self,
+        tenant: &str,
+        key: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> Result<(), BackendError> {
+        self.with_tenant(tenant, |cache, now| {
+            let hits = cache
+                .entries
+                .get(key)
+                .filter(|e| e.live(now))
+                .map_or(0, |e| e.hits);
+            cache.entries.insert(
+                key.to_owned(),
+                Entry {
+                    value,
+                    expires: ttl.map(|ttl| now + ttl),
+                    hits,
+                },
+            );
+        });
+        Ok(())
+    }
+
+    async fn delete(&self, tenant: &str, key: &str) -> Result<bool, BackendError> {
+        Ok(self.with_tenant(tenant, |cache, now| {
+            cache.entries.remove(key).is_some_and(|e| e.live(now))
+        }))
+    }
+
+    async fn incr(&self, tenant: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
+        self.with_tenant(tenant, |cache, now| {
+            let entry = cache
+                .entries
+                .entry(key.to_owned())
+                .or_insert_with(|| Entry {
+                    value: b"0".to_vec(),
+                    expires: None,
+                    hits: 0,
+                });
+            if !entry.live(now) {
+                *entry = Entry {
+                    value: b"0".to_vec(),
+                    expires: None,
+                    hits: 0,
+                };
+            }
+            let current: i64 = std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|text| text.parse().ok())
+                .ok_or_else(|| BackendError::InvalidInput(format!("{key:?} is not an integer")))?;
+            let next = current
+                .checked_add(delta)
+                .ok_or_else(|| BackendError::InvalidInput(format!("{key:?} would overflow")))?;
+            entry.value = next.to_string().into_bytes();
+            Ok(next)
+        })
+    }
+
+    async fn invalidate_prefix(&self, tenant: &str, prefix: &str) -> Result<u64, BackendError> {
+        Ok(self.with_tenant(tenant, |cache, _| {
+            let before = cache.entries.len();
+            cache.entries.retain(|key, _| !key.starts_with(prefix));
+            (before - cache.entries.len()) as u64
+        }))
+    }
+
+    async fn stats(&self, tenant: &str, top: usize) -> Result<CacheStats, BackendError> {
+        Ok(self.with_tenant(tenant, |cache, now| {
+            cache.entries.retain(|_, e| e.live(now));
+            let memory_bytes = cache
+                .entries
+                .iter()
+                .map(|(k, e)| (k.len() + e.value.len()) as u64)
+                .sum();
+            let mut top_keys: Vec<KeyStat> = cache
+                .entries
+                .iter()
+                .map(|(key, e)| KeyStat {
+                    key: key.clone(),
+                    size_bytes: e.value.len() as u64,
+                    hits: e.hits,
+                })
+                .collect();
+            top_keys.sort_by(|a, b| b.hits.cmp(&a.hits).then_with(|| a.key.cmp(&b.key)));
+            top_keys.truncate(top);
+            CacheStats {
+                hits: cache.hits,
+                misses: cache.misses,
+                keys: cache.entries.len() as u64,
+                memory_bytes,
+                top_keys,
+            }
+        }))
+    }
+}
+
+fn check_key(name: &str) -> Result<(), BackendError> {
+    check_name("cache key", name, MAX_KEY_BYTES, false)
+}
+
+impl wit::Host for CapView<'_, dyn CacheBackend> {
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, WitError>> {
+        self.enter(Capability::Cache)?;
+        let result = match check_key(&key) {
+            Ok(()) => self.backend.get(&self.scope.tenant, &key).await,
+            Err(e) => Err(e),
+        };
+        Ok(self.answer(result))
+    }
+
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+        ttl_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        self.enter(Capability::Cache)?;
+        let result = match check_key(&key) {
+            Ok(()) => {
+                let ttl = ttl_ms.map(Duration::from_millis);
+                self.backend.set(&self.scope.tenant, &key, value, ttl).await
+            }
+            Err(e) => Err(e),
+        };
+        Ok(self.answer(result))
+    }
+
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<bool, WitError>> {
+        self.enter(Capability::Cache)?;
+        let result = match check_key(&key) {
+            Ok(()) => self.backend.delete(&self.scope.tenant, &key).await,
+            Err(e) => Err(e),
+        };
+        Ok(self.answer(result))
+    }
+
+    async fn incr(&mut self, key: String, delta: i64) -> wasmtime::Result<Result<i64, WitError>> {
+        self.enter(Capability::Cache)?;
+        let result = match check_key(&key) {
+            Ok(()) => self.backend.incr(&self.scope.tenant, &key, delta).await,
+            Err(e) => Err(e),
+        };
+        Ok(self.answer(result))
+    }
+
+    async fn invalidate_prefix(
+        &mut self,
+        prefix: String,
+    ) -> wasmtime::Result<Result<u64, WitError>> {
+        self.enter(Capability::Cache)?;
+        // An empty prefix is allowed: it clears the tenant's whole cache, nothing more.
+        let result = match check_name("cache prefix", &prefix, MAX_KEY_BYTES, true) {
+            Ok(()) => {
+                self.backend
+                    .invalidate_prefix(&self.scope.tenant, &prefix)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        Ok(self.answer(result))
+    }
+
+    async fn stats(&mut self, top: u32) -> wasmtime::Result<Result<wit::Statistics, WitError>> {
+        self.enter(Capability::Cache)?;
+        let top = top.min(100) as usize;
+        let result = self
+            .backend
+            .stats(&self.scope.tenant, top)
+            .await
+            .map(|s| wit::Statistics {
+                hits: s.hits,
+                misses: s.misses,
+                keys: s.keys,
+                memory_bytes: s.memory_bytes,
+                top_keys: s
+                    .top_keys
+                    .into_iter()
+                    .map(|k| wit::KeyStat {
+                        key: k.key,
+                        size_bytes: k.size_bytes,
+                        hits: k.hits,
+                    })
+                    .collect(),
+            });
+        Ok(self.answer(result))
+    }
+}

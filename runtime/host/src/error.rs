@@ -1,0 +1,93 @@
+//! Stable error codes. Every failure Plinth reports carries one of these codes and a
+//! message that names the tenant, installation or capability involved.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A stable, machine-readable error code. The string form (`EXECUTION_TIMEOUT`, …) is
+/// part of Plinth's API: codes are added, never renamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The call ran past its deadline (epoch interruption or the outer timeout).
+    ExecutionTimeout,
+    /// The call used all of its fuel.
+    FuelExhausted,
+    /// Linear memory or a table would grow past the call's cap.
+    MemoryLimit,
+    /// The guest's wasm stack overflowed.
+    StackOverflow,
+    /// More data than allowed crossed from the guest to the host in one transfer, or
+    /// the call's result is larger than its cap.
+    OutputTooLarge,
+    /// A per-call quota (host calls, value sizes, rows) was exceeded.
+    QuotaExceeded,
+    /// The guest trapped: panic, `unreachable`, out-of-bounds access, …
+    GuestTrap,
+    /// The guest broke the canonical ABI: invalid UTF-8, bad pointers, bad discriminants.
+    GuestAbiError,
+    /// The bytes are a core WebAssembly module, not a component.
+    NotAComponent,
+    /// The bytes are not a valid component (or not WebAssembly at all).
+    InvalidComponent,
+    /// The component does not export what a Plinth world requires, or with other types.
+    WorldMismatch,
+    /// The component imports a capability the installation was not granted, or one that
+    /// Plinth never provides.
+    CapabilityDenied,
+    /// The guest returned an error of the contract (`types.error`).
+    GuestError,
+    /// The request itself is malformed (bad JSON config, unknown limit, …).
+    InvalidRequest,
+    /// A host-side failure that is not the guest's doing.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The stable string form, e.g. `"FUEL_EXHAUSTED"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::ExecutionTimeout => "EXECUTION_TIMEOUT",
+            ErrorCode::FuelExhausted => "FUEL_EXHAUSTED",
+            ErrorCode::MemoryLimit => "MEMORY_LIMIT",
+            ErrorCode::StackOverflow => "STACK_OVERFLOW",
+            ErrorCode::OutputTooLarge => "OUTPUT_TOO_LARGE",
+            ErrorCode::QuotaExceeded => "QUOTA_EXCEEDED",
+            ErrorCode::GuestTrap => "GUEST_TRAP",
+            ErrorCode::GuestAbiError => "GUEST_ABI_ERROR",
+            ErrorCode::NotAComponent => "NOT_A_COMPONENT",
+            ErrorCode::InvalidComponent => "INVALID_COMPONENT",
+            ErrorCode::WorldMismatch => "WORLD_MISMATCH",
+            ErrorCode::CapabilityDenied => "CAPABILITY_DENIED",
+            ErrorCode::GuestError => "GUEST_ERROR",
+            ErrorCode::InvalidRequest => "INVALID_REQUEST",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failure with its stable code; serializes as `{"code": …, "message": …}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct PlinthError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl PlinthError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        PlinthError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = PlinthError> = std::result::Result<T, E>;

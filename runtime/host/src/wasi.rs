@@ -1,0 +1,76 @@
+//! Which imports a component may have. Plinth's own capabilities need a grant; a small
+//! set of WASI interfaces that polyglot toolchains import is always linked but locked
+//! down (see `sandbox::locked_down_wasi`); everything else is refused at load.
+
+use serde::Serialize;
+
+use crate::capability::Capability;
+
+/// What Plinth makes of one import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ImportKind {
+    /// A Plinth capability; needs a grant.
+    Capability { capability: Capability },
+    /// An interface of the contract that only defines types (`types`, `view`).
+    ContractTypes,
+    /// WASI that Plinth links with nothing behind it (no files, env or network) or
+    /// with harmless behaviour (clocks, random).
+    LockedDownWasi,
+    /// Something Plinth never provides (sockets, HTTP, unknown packages).
+    Unsupported,
+}
+
+/// Interfaces of the contract that carry types only.
+const CONTRACT_TYPES: &[&str] = &[
+    "plinth:extension/types@0.1.0",
+    "plinth:extension/view@0.1.0",
+];
+
+/// WASI interfaces (by name without version) a guest may import.
+const LOCKED_DOWN_WASI: &[&str] = &[
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:filesystem/types",
+    "wasi:filesystem/preopens",
+];
+
+/// Classifies an import by its interface name, e.g. `wasi:io/streams@0.2.6`.
+///
+/// ```
+/// # use plinth_host::{Capability, ImportKind, classify_import};
+/// assert_eq!(classify_import("plinth:extension/db@0.1.0"),
+///            ImportKind::Capability { capability: Capability::Db });
+/// assert_eq!(classify_import("wasi:random/random@0.2.3"), ImportKind::LockedDownWasi);
+/// assert_eq!(classify_import("wasi:sockets/tcp@0.2.3"), ImportKind::Unsupported);
+/// ```
+pub fn classify_import(name: &str) -> ImportKind {
+    if let Some(capability) = Capability::of_interface(name) {
+        return ImportKind::Capability { capability };
+    }
+    if CONTRACT_TYPES.contains(&name) {
+        return ImportKind::ContractTypes;
+    }
+    let unversioned = name.split('@').next().unwrap_or(name);
+    if LOCKED_DOWN_WASI.contains(&unversioned) {
+        ImportKind::LockedDownWasi
+    } else {
+        ImportKind::Unsupported
+    }
+}

@@ -1,0 +1,107 @@
+//! Every attack a Rust guest can make on its host, chosen by config `{"attack": …}`.
+//! The hostile-guest suite (tests/hostile.rs) runs each and expects a precise code.
+
+use std::hint::black_box;
+
+use plinth_sdk::prelude::*;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Config {
+    attack: String,
+}
+
+struct Hostile;
+
+impl Extension for Hostile {
+    fn describe() -> Descriptor {
+        Descriptor::new("hostile", "Hostile").category("test")
+    }
+}
+
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    // black_box keeps the call a real call: no tail call, no inlining into a loop.
+    black_box(recurse(black_box(depth + 1))) + 1
+}
+
+/// `count` strings that all point at the same bytes: tiny in guest memory, huge once
+/// the host copies each of them. The values are never dropped by the guest (the host
+/// refuses the transfer first), so the aliasing is never freed twice.
+fn aliased_rows(count: usize, text_len: usize) -> Vec<Vec<Value>> {
+    let text = "x".repeat(text_len);
+    let (ptr, len) = (text.as_ptr() as *mut u8, text.len());
+    std::mem::forget(text);
+    (0..count)
+        .map(|_| {
+            // SAFETY: deliberately unsound aliasing; see above. This is the attack.
+            let alias = unsafe { String::from_raw_parts(ptr, len, len) };
+            vec![Value::Text(alias)]
+        })
+        .collect()
+}
+
+impl Widget for Hostile {
+    fn render(request: RenderRequest) -> Result<Vec<View>, Error> {
+        let config: Config = request.config()?;
+        match config.attack.as_str() {
+            "loop" => loop {
+                black_box(());
+            },
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            "recursion" => Ok(vec![MetricCard::new("depth", recurse(0) as f64).into()]),
+            "panic" => panic!("hostile guest panics on purpose"),
+            "host-calls" => {
+                for i in 0..1_000_000u32 {
+                    log::debug(if i % 2 == 0 { "tick" } else { "tock" });
+                }
+                Ok(vec![])
+            }
+            "huge-output" => Ok(vec![View::Custom(format!("\"{}\"", "x".repeat(100 << 20)))]),
+            "amplified-output" => {
+                let rows = aliased_rows(100_000, 1_000);
+                let table = Table {
+                    title: "amplified".into(),
+                    columns: vec![],
+                    rows,
+                    total_rows: None,
+                };
+                Ok(vec![table.into()])
+            }
+            "invalid-utf8" => {
+                // SAFETY: deliberately invalid; the host must refuse to lift it.
+                let title = unsafe { String::from_utf8_unchecked(vec![0xff, 0xfe, 0xfd]) };
+                Ok(vec![MetricCard::new(title, 1.0).into()])
+            }
+            "invalid-utf8-log" => {
+                // SAFETY: deliberately invalid, passed to a host function.
+                let line = unsafe { String::from_utf8_unchecked(vec![0xc3, 0x28]) };
+                log::info(&line);
+                Ok(vec![])
+            }
+            "sleep" => {
+                // Blocks in a host call (WASI poll), where no epoch check can run.
+                std::thread::sleep(std::time::Duration::from_secs(60));
+                Ok(vec![])
+            }
+            "db" => {
+                let rows = db::query("SELECT 1", &[])?;
+                Ok(vec![MetricCard::new("rows", rows.rows.len() as f64).into()])
+            }
+            "cache-escape" => {
+                cache::get("../other-tenant:key")?;
+                Ok(vec![])
+            }
+            "ok" => Ok(vec![MetricCard::new("fine", 1.0).into()]),
+            other => Err(Error::invalid(format!("unknown attack {other:?}"))),
+        }
+    }
+}
+
+plinth_sdk::export_widget!(Hostile);

@@ -1,0 +1,1 @@
+//! Shared test support: guests built once per test run, sandboxes on embedded backends.
