@@ -1,1 +1,5 @@
+//! End-to-end tests of the sandbox, in one binary.
 
+mod calls;
+mod compile_cache;
+mod hostile;

@@ -9,6 +9,8 @@ use serde::Deserialize;
 #[derive(Deserialize)]
 struct Config {
     attack: String,
+    #[serde(default)]
+    sql: String,
 }
 
 struct Hostile;
@@ -96,6 +98,24 @@ impl Widget for Hostile {
             }
             "cache-escape" => {
                 cache::get("../other-tenant:key")?;
+                Ok(vec![])
+            }
+            "sql" => {
+                let changed = db::execute(&config.sql, &[])?;
+                Ok(vec![MetricCard::new("changed", changed as f64).into()])
+            }
+            "query" => {
+                let rows = db::query(&config.sql, &[])?;
+                Ok(vec![MetricCard::new("rows", rows.rows.len() as f64).into()])
+            }
+            "publish-then-fail" => {
+                broadcast::publish("news", "{\"leaked\": true}")?;
+                Err(Error::Internal("failing after publishing".into()))
+            }
+            "log" => {
+                log::info("one");
+                log::warn("two");
+                log::error("three");
                 Ok(vec![])
             }
             "ok" => Ok(vec![MetricCard::new("fine", 1.0).into()]),
