@@ -1,0 +1,159 @@
+//! The `plinth` binary as a user runs it: exit codes, JSON on stdout, error codes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn plinth(args: &[&str], data_dir: &Path) -> (Output, Value) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plinth"));
+    command.args(args).current_dir(root());
+    if matches!(args.first(), Some(&"run" | &"inspect")) {
+        command.arg("--data-dir").arg(data_dir);
+    }
+    let output = command.output().expect("plinth runs");
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    });
+    (output, json)
+}
+
+#[test]
+fn run_renders_an_example_and_inspect_describes_it() {
+    let data = tempfile::tempdir().unwrap();
+    let (output, json) = plinth(
+        &[
+            "run",
+            "extensions/hello-metric",
+            "--config",
+            r#"{"title":"Signups"}"#,
+        ],
+        data.path(),
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json["result"]["ok"]["views"][0]["title"], "Signups");
+    assert_eq!(json["receipt"]["outcome"], "OK");
+    assert!(json["receipt"]["fuel_used"].as_u64().unwrap() > 0);
+
+    let (output, json) = plinth(&["inspect", "extensions/cache-stats"], data.path());
+    assert!(output.status.success());
+    assert_eq!(json["world"], "extension");
+    assert_eq!(json["describe"]["name"], "Cache Statistics");
+    assert_eq!(
+        json["capabilities"],
+        serde_json::json!(["cache", "broadcast", "log"])
+    );
+}
+
+#[test]
+fn a_failing_call_exits_non_zero_with_its_code() {
+    let data = tempfile::tempdir().unwrap();
+    let (output, json) = plinth(
+        &[
+            "run",
+            "tests/guests/hostile",
+            "--config",
+            r#"{"attack":"loop"}"#,
+            "--limit",
+            "fuel=off",
+            "--limit",
+            "timeout=150ms",
+        ],
+        data.path(),
+    );
+    assert!(!output.status.success());
+    assert_eq!(json["result"]["error"]["code"], "EXECUTION_TIMEOUT");
+    assert_eq!(json["receipt"]["outcome"], "EXECUTION_TIMEOUT");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("error: EXECUTION_TIMEOUT"));
+
+    let (output, json) = plinth(
+        &["run", "extensions/hello-metric", "--limit", "colour=blue"],
+        data.path(),
+    );
+    assert!(!output.status.success());
+    assert_eq!(json["result"]["error"]["code"], "INVALID_REQUEST");
+
+    let (output, json) = plinth(
+        &["run", "extensions/cache-stats", "--grants", "log"],
+        data.path(),
+    );
+    assert!(!output.status.success());
+    assert_eq!(json["result"]["error"]["code"], "CAPABILITY_DENIED");
+
+    let junk = data.path().join("junk.wasm");
+    std::fs::write(&junk, b"definitely not wasm").unwrap();
+    let (output, json) = plinth(&["run", junk.to_str().unwrap()], data.path());
+    assert!(!output.status.success());
+    assert_eq!(json["result"]["error"]["code"], "INVALID_COMPONENT");
+}
+
+#[test]
+fn tick_event_and_action_calls() {
+    let data = tempfile::tempdir().unwrap();
+    let (output, json) = plinth(&["run", "extensions/cache-stats", "--tick"], data.path());
+    assert!(output.status.success());
+    assert_eq!(json["published"][0]["topic"], "cache-stats");
+
+    let (output, json) = plinth(
+        &[
+            "run",
+            "extensions/cache-stats",
+            "--action",
+            "export",
+            "--body",
+            r#"{"format":"csv"}"#,
+        ],
+        data.path(),
+    );
+    assert!(output.status.success());
+    assert_eq!(json["result"]["ok"]["content_type"], "text/csv");
+
+    let (output, json) = plinth(
+        &[
+            "run",
+            "extensions/hello-metric",
+            "--event",
+            r#"{"name":"order.completed","payload":{}}"#,
+        ],
+        data.path(),
+    );
+    assert!(!output.status.success());
+    assert_eq!(json["result"]["error"]["code"], "GUEST_ERROR");
+}
+
+#[test]
+fn new_widget_scaffolds_a_crate_that_builds_and_runs() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("visits");
+    let (output, json) = plinth(
+        &["new", "widget", "visits", "--dir", dir.to_str().unwrap()],
+        data.path(),
+    );
+    assert!(output.status.success(), "{json}");
+    // Build into the shared guest target dir so the SDK's dependencies compile once.
+    let wasm = plinth::guest_build::build(&dir, Some(&root().join("target/guests")))
+        .expect("the scaffold builds");
+    let (output, json) = plinth(&["run", wasm.to_str().unwrap()], data.path());
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["result"]["ok"]["views"][0]["title"], "visits");
+    assert_eq!(json["result"]["ok"]["views"][0]["value"], 1.0);
+    assert_eq!(json["receipt"]["host_calls"]["cache"], 1);
+
+    let (output, json) = plinth(&["new", "widget", "Bad Name"], data.path());
+    assert!(!output.status.success());
+    assert_eq!(json["error"]["code"], "INVALID_REQUEST");
+}
