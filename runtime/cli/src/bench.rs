@@ -19,15 +19,27 @@ pub struct BenchArgs {
     /// Measured iterations per case (after a warm-up of a tenth as many).
     #[arg(long, default_value_t = 3000)]
     pub iterations: usize,
-    /// Primes below this are counted by the CPU-bound widget.
+    /// Primes below this are counted by the tight-loop case of the CPU-bound widget.
     #[arg(long, default_value_t = 200_000)]
     pub cpu_n: u32,
+    /// Synthetic orders summarised by the sales case of the CPU-bound widget.
+    #[arg(long, default_value_t = 20_000)]
+    pub orders_n: u32,
     /// Instances held live at once for the memory-per-instance case.
     #[arg(long, default_value_t = 50)]
     pub live_instances: usize,
+    /// Run only the cases whose names contain this (e.g. `hello`, `cpu`, `view`, `rss`, `load`).
+    #[arg(long)]
+    pub only: Option<String>,
     /// Scratch directory for the embedded backends and the compile cache.
     #[arg(long, default_value = "target/bench-data")]
     pub data_dir: PathBuf,
+}
+
+impl BenchArgs {
+    fn wants(&self, case: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| case.contains(only))
+    }
 }
 
 /// Median, p99 and mean of a sample, in microseconds.
@@ -161,13 +173,217 @@ fn render(config: Value) -> Call {
     }
 }
 
+/// One call of every sandbox in turn, `rounds` times: the configurations see the same
+/// machine noise, which matters on shared machines.
+async fn measure_interleaved(
+    rounds: usize,
+    cases: &[(Sandbox, Arc<Extension>)],
+    invocation: &Invocation,
+    call: &Call,
+) -> anyhow::Result<Vec<Summary>> {
+    let mut samples = vec![Vec::with_capacity(rounds); cases.len()];
+    for round in 0..rounds + rounds / 10 {
+        for ((sandbox, extension), samples) in cases.iter().zip(&mut samples) {
+            let started = Instant::now();
+            let report = sandbox.call(extension, invocation, call.clone()).await;
+            let took = started.elapsed();
+            ensure!(
+                report.outcome.is_ok(),
+                "benchmark call failed: {:?}",
+                report.outcome
+            );
+            if round >= rounds / 10 {
+                samples.push(took);
+            }
+        }
+    }
+    Ok(samples.into_iter().map(Summary::of).collect())
+}
+
+struct Bench {
+    args: BenchArgs,
+    backends: Backends,
+    invocation: Invocation,
+    hello: Vec<u8>,
+    widget: Vec<u8>,
+}
+
+impl Bench {
+    /// 1. instantiate + render + drop of hello-metric, against the same logic native.
+    async fn hello_metric_render(&self) -> anyhow::Result<Value> {
+        let n = self.args.iterations;
+        let sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
+        let extension = sandbox.load(&self.hello)?;
+        let wasm = measure_calls(
+            n,
+            &sandbox,
+            &extension,
+            &self.invocation,
+            &render(json!({})),
+        )
+        .await?;
+        let native = measure_native(n * 10, || native_hello("{}").len());
+        Ok(json!({"wasm": wasm.json(), "native": native.json(), "ratio": ratio(&wasm, &native)}))
+    }
+
+    /// 2. the cost of epoch and fuel checks on CPU-bound widgets: a tight loop (the
+    /// worst case for checks at loop headers) and a sales summary (typical widget work).
+    async fn cpu_bound_limits(&self) -> anyhow::Result<Value> {
+        let configurations = [(false, false), (true, false), (false, true), (true, true)];
+        let mut cases = Vec::new();
+        for (epoch, fuel) in configurations {
+            let sandbox = sandbox(&self.args.data_dir, epoch, fuel, &self.backends)?;
+            let extension = sandbox.load(&self.widget)?;
+            cases.push((sandbox, extension));
+        }
+        let mut unlimited = self.invocation.clone();
+        unlimited.limits.fuel = None;
+        unlimited.limits.timeout = Duration::from_secs(10);
+        let rounds = (self.args.iterations / 4).max(20);
+        let (cpu_n, orders_n) = (self.args.cpu_n, self.args.orders_n);
+        let workloads: [(&str, Value, Box<dyn Fn() -> usize>); 2] = [
+            (
+                "tight_loop_primes",
+                json!({"mode": "cpu", "n": cpu_n}),
+                Box::new(move || bench_logic::primes_below(cpu_n) as usize),
+            ),
+            (
+                "sales_summary",
+                json!({"mode": "orders", "n": orders_n}),
+                Box::new(move || bench_logic::order_summary(orders_n).0.len()),
+            ),
+        ];
+        let mut shown = serde_json::Map::new();
+        for (name, config, native_work) in workloads {
+            let summaries =
+                measure_interleaved(rounds, &cases, &unlimited, &render(config)).await?;
+            let native = measure_native(rounds, native_work);
+            let base = summaries[0];
+            let mut workload = serde_json::Map::new();
+            for ((epoch, fuel), summary) in configurations.into_iter().zip(summaries) {
+                let on = |b: bool| if b { "on" } else { "off" };
+                workload.insert(
+                    format!("epoch_{}_fuel_{}", on(epoch), on(fuel)),
+                    json!({
+                        "wasm": summary.json(),
+                        "overhead_percent": ((summary.median_us / base.median_us - 1.0) * 1000.0).round() / 10.0,
+                        "ratio_to_native": ratio(&summary, &native),
+                    }),
+                );
+            }
+            workload.insert("native".into(), native.json());
+            shown.insert(name.into(), Value::Object(workload));
+        }
+        Ok(Value::Object(shown))
+    }
+
+    /// 3. a render returning a 4 KiB view.
+    async fn view_4k_render(&self) -> anyhow::Result<Value> {
+        let n = self.args.iterations;
+        let sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
+        let extension = sandbox.load(&self.widget)?;
+        let call = render(json!({"mode": "view4k"}));
+        let probe = sandbox
+            .call(&extension, &self.invocation, call.clone())
+            .await;
+        let wasm = measure_calls(n, &sandbox, &extension, &self.invocation, &call).await?;
+        let native = measure_native(n * 10, || native_view4k().len());
+        Ok(json!({
+            "output_bytes": probe.receipt.output_bytes,
+            "wasm": wasm.json(), "native": native.json(), "ratio": ratio(&wasm, &native),
+        }))
+    }
+
+    /// 4. memory per concurrently live instance.
+    async fn rss_per_live_instance(&self) -> anyhow::Result<Value> {
+        let live = self.args.live_instances;
+        let sandbox = Arc::new(sandbox(&self.args.data_dir, true, true, &self.backends)?);
+        let extension = sandbox.load(&self.widget)?;
+        // One call first, so code and first-touch costs are not counted per instance.
+        sandbox
+            .call(
+                &extension,
+                &self.invocation,
+                render(json!({"mode": "hold", "ms": 1})),
+            )
+            .await;
+        let before = rss_bytes();
+        let mut invocation = self.invocation.clone();
+        invocation.limits.timeout = Duration::from_secs(5);
+        let hold = render(json!({"mode": "hold", "ms": 1500}));
+        let calls: Vec<_> = (0..live)
+            .map(|_| {
+                let (sandbox, extension, invocation, hold) = (
+                    sandbox.clone(),
+                    extension.clone(),
+                    invocation.clone(),
+                    hold.clone(),
+                );
+                tokio::spawn(async move { sandbox.call(&extension, &invocation, hold).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(750)).await;
+        let during = rss_bytes();
+        for call in calls {
+            let report = call.await?;
+            ensure!(
+                report.outcome.is_ok(),
+                "hold call failed: {:?}",
+                report.outcome
+            );
+        }
+        Ok(json!({
+            "live_instances": live,
+            "rss_before_bytes": before,
+            "rss_during_bytes": during,
+            "per_instance_bytes": during.saturating_sub(before) / live as u64,
+        }))
+    }
+
+    /// 5. loading a component whose compiled code is on disk, against compiling it.
+    async fn component_load(&self) -> anyhow::Result<Value> {
+        let cached_sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
+        let hash = cached_sandbox.load(&self.hello)?.hash.clone();
+        let mut cached = Vec::new();
+        for _ in 0..50 {
+            cached_sandbox.unload(&hash);
+            let started = Instant::now();
+            let extension = cached_sandbox.load(&self.hello)?;
+            cached.push(started.elapsed());
+            ensure!(
+                extension.code == plinth_host::CodeSource::Cached,
+                "expected a cached load"
+            );
+        }
+        let config = SandboxConfig {
+            cache_dir: None,
+            ..cached_sandbox.config().clone()
+        };
+        let compiler = Sandbox::new(config, self.backends.clone())?;
+        let mut compiled = Vec::new();
+        for _ in 0..5 {
+            compiler.unload(&hash);
+            let started = Instant::now();
+            compiler.load(&self.hello)?;
+            compiled.push(started.elapsed());
+        }
+        let (cached, compiled) = (Summary::of(cached), Summary::of(compiled));
+        Ok(json!({
+            "component_bytes": self.hello.len(),
+            "cached": cached.json(),
+            "compiled": compiled.json(),
+            "speedup": ((compiled.median_us / cached.median_us) * 10.0).round() / 10.0,
+        }))
+    }
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let hello = std::fs::read(guest_build::build(
         &root.join("extensions/hello-metric"),
         None,
     )?)?;
-    let bench = std::fs::read(guest_build::build(
+    let widget = std::fs::read(guest_build::build(
         &root.join("tests/guests/bench-widget"),
         None,
     )?)?;
@@ -178,126 +394,31 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
         grants: Grants::all(),
         limits: Limits::default(),
     };
-    let n = args.iterations;
     let mut report = json!({
-        "iterations": n,
+        "iterations": args.iterations,
         "cores": std::thread::available_parallelism().map_or(0, |c| c.get()),
     });
-
-    // 1. instantiate + render + drop of hello-metric, against the same logic native.
-    let main = sandbox(&args.data_dir, true, true, &backends)?;
-    let hello_ext = main.load(&hello)?;
-    let wasm = measure_calls(n, &main, &hello_ext, &invocation, &render(json!({}))).await?;
-    let native = measure_native(n * 10, || native_hello("{}").len());
-    report["hello_metric_render"] =
-        json!({"wasm": wasm.json(), "native": native.json(), "ratio": ratio(&wasm, &native)});
-
-    // 2. the cost of epoch and fuel checks on a CPU-bound widget.
-    let cpu = render(json!({"mode": "cpu", "n": args.cpu_n}));
-    let native = measure_native(n / 10, || bench_logic::primes_below(args.cpu_n) as usize);
-    let mut limits = serde_json::Map::new();
-    let mut baseline = None;
-    for (epoch, fuel) in [(false, false), (true, false), (false, true), (true, true)] {
-        let sandbox = sandbox(&args.data_dir, epoch, fuel, &backends)?;
-        let extension = sandbox.load(&bench)?;
-        let mut unlimited = invocation.clone();
-        unlimited.limits.fuel = None;
-        unlimited.limits.timeout = Duration::from_secs(10);
-        let summary = measure_calls(n / 10, &sandbox, &extension, &unlimited, &cpu).await?;
-        let base = *baseline.get_or_insert(summary);
-        limits.insert(
-            format!("epoch_{}_fuel_{}", if epoch { "on" } else { "off" }, if fuel { "on" } else { "off" }),
-            json!({
-                "wasm": summary.json(),
-                "overhead_vs_no_checks_percent": ((summary.median_us / base.median_us - 1.0) * 1000.0).round() / 10.0,
-                "ratio_to_native": ratio(&summary, &native),
-            }),
-        );
+    let bench = Bench {
+        args,
+        backends,
+        invocation,
+        hello,
+        widget,
+    };
+    if bench.args.wants("hello_metric_render") {
+        report["hello_metric_render"] = bench.hello_metric_render().await?;
     }
-    limits.insert("native".into(), native.json());
-    report["cpu_bound_limits"] = Value::Object(limits);
-
-    // 3. a render returning a 4 KiB view.
-    let bench_ext = main.load(&bench)?;
-    let view4k = render(json!({"mode": "view4k"}));
-    let probe = main.call(&bench_ext, &invocation, view4k.clone()).await;
-    let wasm = measure_calls(n, &main, &bench_ext, &invocation, &view4k).await?;
-    let native = measure_native(n * 10, || native_view4k().len());
-    report["view_4k_render"] = json!({
-        "output_bytes": probe.receipt.output_bytes,
-        "wasm": wasm.json(), "native": native.json(), "ratio": ratio(&wasm, &native),
-    });
-
-    // 4. memory per concurrently live instance.
-    let live = args.live_instances;
-    let shared = Arc::new(main);
-    let before = rss_bytes();
-    let hold = render(json!({"mode": "hold", "ms": 1500}));
-    let mut calls = Vec::new();
-    for _ in 0..live {
-        let (sandbox, extension, invocation, hold) = (
-            shared.clone(),
-            bench_ext.clone(),
-            invocation.clone(),
-            hold.clone(),
-        );
-        calls.push(tokio::spawn(async move {
-            let mut invocation = invocation;
-            invocation.limits.timeout = Duration::from_secs(5);
-            sandbox.call(&extension, &invocation, hold).await
-        }));
+    if bench.args.wants("cpu_bound_limits") {
+        report["cpu_bound_limits"] = bench.cpu_bound_limits().await?;
     }
-    tokio::time::sleep(Duration::from_millis(750)).await;
-    let during = rss_bytes();
-    for call in calls {
-        let report = call.await?;
-        ensure!(
-            report.outcome.is_ok(),
-            "hold call failed: {:?}",
-            report.outcome
-        );
+    if bench.args.wants("view_4k_render") {
+        report["view_4k_render"] = bench.view_4k_render().await?;
     }
-    report["rss_per_live_instance"] = json!({
-        "live_instances": live,
-        "rss_before_bytes": before,
-        "rss_during_bytes": during,
-        "per_instance_bytes": during.saturating_sub(before) / live as u64,
-    });
-
-    // 5. loading a component whose compiled code is on disk, against compiling it.
-    let main = Arc::try_unwrap(shared).map_err(|_| anyhow::anyhow!("sandbox still shared"))?;
-    let mut cached = Vec::new();
-    for _ in 0..50 {
-        main.unload(&hello_ext.hash);
-        let started = Instant::now();
-        let extension = main.load(&hello)?;
-        cached.push(started.elapsed());
-        ensure!(
-            extension.code == plinth_host::CodeSource::Cached,
-            "expected a cached load"
-        );
+    if bench.args.wants("rss_per_live_instance") {
+        report["rss_per_live_instance"] = bench.rss_per_live_instance().await?;
     }
-    let compiler = Sandbox::new(
-        SandboxConfig {
-            cache_dir: None,
-            ..main.config().clone()
-        },
-        backends.clone(),
-    )?;
-    let mut compiled = Vec::new();
-    for _ in 0..5 {
-        compiler.unload(&hello_ext.hash);
-        let started = Instant::now();
-        compiler.load(&hello)?;
-        compiled.push(started.elapsed());
+    if bench.args.wants("component_load") {
+        report["component_load"] = bench.component_load().await?;
     }
-    let cached = Summary::of(cached);
-    let compiled = Summary::of(compiled);
-    report["component_load"] = json!({
-        "component_bytes": hello.len(),
-        "cached": cached.json(),
-        "compiled": compiled.json(),
-        "speedup": ((compiled.median_us / cached.median_us) * 10.0).round() / 10.0,
-    });
     Ok(report)
 }

@@ -1,5 +1,6 @@
 //! Render modes, chosen by config `{"mode": …}`:
-//! - `cpu` counts primes below `n` (the cost of epoch and fuel checks);
+//! - `cpu` counts primes below `n` (a tight loop: the worst case for epoch and fuel checks);
+//! - `orders` summarises `n` synthetic orders (what a sales widget computes);
 //! - `view4k` returns a table of about 4 KiB as JSON;
 //! - `hold` sleeps `ms` milliseconds (many live instances at once, for memory per instance).
 
@@ -10,6 +11,7 @@ use serde::Deserialize;
 #[serde(tag = "mode", rename_all = "lowercase")]
 enum Config {
     Cpu { n: u32 },
+    Orders { n: u32 },
     View4k,
     Hold { ms: u64 },
 }
@@ -27,6 +29,17 @@ impl Widget for Bench {
         Ok(match request.config()? {
             Config::Cpu { n } => {
                 vec![MetricCard::new("primes", bench_logic::primes_below(n) as f64).into()]
+            }
+            Config::Orders { n } => {
+                let (regions, median, p95) = bench_logic::order_summary(n);
+                let mut chart =
+                    Chart::new("Revenue by region", regions.iter().map(|(r, _)| r.clone()));
+                chart = chart.series("revenue", regions.iter().map(|(_, v)| *v).collect());
+                vec![
+                    chart.bar(),
+                    MetricCard::new("median order", median).into(),
+                    MetricCard::new("p95 order", p95).into(),
+                ]
             }
             Config::View4k => {
                 let table = bench_logic::report_rows().into_iter().fold(
