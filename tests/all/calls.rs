@@ -316,10 +316,12 @@ async fn logs_reach_the_report_and_the_installation_ring() {
     let ring = test.sandbox.backends().log.recent(&acme.scope, 10);
     assert_eq!(ring.len(), 3);
     // A flood keeps only the per-call cap of lines and counts the rest.
-    let mut few = Limits::default();
-    few.log_lines = 5;
-    few.host_calls = 2_000_000;
-    few.timeout = std::time::Duration::from_secs(10);
+    let few = Limits {
+        log_lines: 5,
+        host_calls: 2_000_000,
+        timeout: std::time::Duration::from_secs(10),
+        ..Limits::default()
+    };
     let flood = test
         .sandbox
         .call(

@@ -200,6 +200,9 @@ async fn measure_interleaved(
     Ok(samples.into_iter().map(Summary::of).collect())
 }
 
+/// The native side of a workload.
+type NativeWork = Box<dyn Fn() -> usize>;
+
 struct Bench {
     args: BenchArgs,
     backends: Backends,
@@ -209,7 +212,7 @@ struct Bench {
 }
 
 impl Bench {
-    /// 1. instantiate + render + drop of hello-metric, against the same logic native.
+    /// Case 1: instantiate + render + drop of hello-metric, against the same logic native.
     async fn hello_metric_render(&self) -> anyhow::Result<Value> {
         let n = self.args.iterations;
         let sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
@@ -226,8 +229,8 @@ impl Bench {
         Ok(json!({"wasm": wasm.json(), "native": native.json(), "ratio": ratio(&wasm, &native)}))
     }
 
-    /// 2. the cost of epoch and fuel checks on CPU-bound widgets: a tight loop (the
-    /// worst case for checks at loop headers) and a sales summary (typical widget work).
+    /// Case 2: the cost of epoch and fuel checks on CPU-bound widgets: a tight loop, the worst
+    /// case for checks at loop headers, and a sales summary, typical widget work.
     async fn cpu_bound_limits(&self) -> anyhow::Result<Value> {
         let configurations = [(false, false), (true, false), (false, true), (true, true)];
         let mut cases = Vec::new();
@@ -241,7 +244,7 @@ impl Bench {
         unlimited.limits.timeout = Duration::from_secs(10);
         let rounds = (self.args.iterations / 4).max(20);
         let (cpu_n, orders_n) = (self.args.cpu_n, self.args.orders_n);
-        let workloads: [(&str, Value, Box<dyn Fn() -> usize>); 2] = [
+        let workloads: [(&str, Value, NativeWork); 2] = [
             (
                 "tight_loop_primes",
                 json!({"mode": "cpu", "n": cpu_n}),
@@ -277,7 +280,7 @@ impl Bench {
         Ok(Value::Object(shown))
     }
 
-    /// 3. a render returning a 4 KiB view.
+    /// Case 3: a render returning a 4 KiB view.
     async fn view_4k_render(&self) -> anyhow::Result<Value> {
         let n = self.args.iterations;
         let sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
@@ -294,7 +297,7 @@ impl Bench {
         }))
     }
 
-    /// 4. memory per concurrently live instance.
+    /// Case 4: memory per concurrently live instance.
     async fn rss_per_live_instance(&self) -> anyhow::Result<Value> {
         let live = self.args.live_instances;
         let sandbox = Arc::new(sandbox(&self.args.data_dir, true, true, &self.backends)?);
@@ -340,7 +343,7 @@ impl Bench {
         }))
     }
 
-    /// 5. loading a component whose compiled code is on disk, against compiling it.
+    /// Case 5: loading a component whose compiled code is on disk, against compiling it.
     async fn component_load(&self) -> anyhow::Result<Value> {
         let cached_sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
         let hash = cached_sandbox.load(&self.hello)?.hash.clone();

@@ -405,7 +405,7 @@ impl Sandbox {
             .collect();
         if let Some(refused) = imports
             .iter()
-            .find(|i| matches!(i.kind, ImportKind::Unsupported { .. }))
+            .find(|i| matches!(i.kind, ImportKind::Unsupported))
         {
             return Err(PlinthError::new(
                 ErrorCode::CapabilityDenied,

@@ -21,6 +21,8 @@ impl Extension for Hostile {
     }
 }
 
+// Recursing without end is the attack.
+#[allow(unconditional_recursion)]
 #[inline(never)]
 fn recurse(depth: u64) -> u64 {
     // black_box keeps the call a real call: no tail call, no inlining into a loop.
