@@ -7,8 +7,8 @@ pub mod scaffold;
 use std::path::{Path, PathBuf};
 
 use plinth_host::{
-    Backends, Call, ErrorCode, Extension, Grants, Invocation, Limits, PlinthError, Sandbox,
-    SandboxConfig, Scope,
+    Backends, BackendsConfig, Call, ErrorCode, Extension, Grants, Invocation, Limits, PlinthError,
+    Sandbox, SandboxConfig, Scope,
 };
 use serde_json::{Value, json};
 
@@ -29,10 +29,14 @@ pub fn component_bytes(path: &Path) -> Result<(PathBuf, Vec<u8>), PlinthError> {
     Ok((wasm, bytes))
 }
 
-/// A sandbox on the embedded backends under `data_dir`, with compiled code cached in
-/// `data_dir/compiled`.
-pub fn embedded_sandbox(data_dir: &Path, fuel: bool) -> Result<Sandbox, PlinthError> {
-    let backends = Backends::embedded(data_dir)?;
+/// A sandbox on the configured backends (embedded ones under `data_dir`), with compiled
+/// code cached in `data_dir/compiled`.
+pub fn sandbox(
+    data_dir: &Path,
+    fuel: bool,
+    backends: &BackendsConfig,
+) -> Result<Sandbox, PlinthError> {
+    let backends = Backends::from_config(backends, data_dir)?;
     let config = SandboxConfig {
         fuel,
         cache_dir: Some(data_dir.join("compiled")),
@@ -49,13 +53,18 @@ pub struct RunRequest {
     pub grants: Grants,
     pub limits: Limits,
     pub data_dir: PathBuf,
+    pub backends: BackendsConfig,
 }
 
 /// Runs one call; the JSON printed by `plinth run` and whether it succeeded.
 pub async fn run(request: RunRequest) -> (Value, bool) {
     let loaded = (|| {
         let (_, bytes) = component_bytes(&request.component)?;
-        let sandbox = embedded_sandbox(&request.data_dir, request.limits.fuel.is_some())?;
+        let sandbox = sandbox(
+            &request.data_dir,
+            request.limits.fuel.is_some(),
+            &request.backends,
+        )?;
         let extension = sandbox.load(&bytes)?;
         Ok::<_, PlinthError>((sandbox, extension))
     })();
@@ -89,7 +98,7 @@ fn component_summary(extension: &Extension) -> Value {
 pub async fn inspect(path: &Path, data_dir: &Path) -> (Value, bool) {
     let loaded = (|| {
         let (wasm, bytes) = component_bytes(path)?;
-        let sandbox = embedded_sandbox(data_dir, true)?;
+        let sandbox = sandbox(data_dir, true, &BackendsConfig::default())?;
         let extension = sandbox.load(&bytes)?;
         Ok::<_, PlinthError>((wasm, bytes.len(), sandbox, extension))
     })();

@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use plinth::{RunRequest, bench, print, scaffold};
+use plinth_host::capability::{BackendsConfig, CacheConfig};
 use plinth_host::{Call, ErrorCode, Limits, PlinthError, Scope};
 use serde_json::{Value, json};
 
@@ -25,42 +26,7 @@ enum Command {
     /// Runs one call of an extension on the embedded capabilities and prints the result,
     /// the usage receipt, the log lines and the published messages as JSON. Exits 1 with
     /// the error code when the call fails.
-    Run {
-        /// A component (.wasm), or a Rust extension's folder to build first.
-        extension: PathBuf,
-        /// The installation's config (JSON) passed to render, tick and actions.
-        #[arg(long, default_value = "{}")]
-        config: String,
-        /// Call `on-tick` instead of `render`.
-        #[arg(long, conflicts_with_all = ["event", "action"])]
-        tick: bool,
-        /// Call `handle` with this event: {"name": "order.completed", "payload": {...}}.
-        #[arg(long, conflicts_with = "action")]
-        event: Option<String>,
-        /// Call the named action (`invoke`).
-        #[arg(long)]
-        action: Option<String>,
-        /// The action's body (JSON).
-        #[arg(long, default_value = "null", requires = "action")]
-        body: String,
-        /// A render query parameter, `name=value`; repeatable.
-        #[arg(long = "param", value_name = "NAME=VALUE")]
-        params: Vec<String>,
-        /// A limit, `name=value` (fuel, memory, timeout, host-calls, output, table-elements,
-        /// instances, log-lines, db-rows, broadcast-messages, broadcast-bytes); repeatable.
-        #[arg(long = "limit", value_name = "NAME=VALUE")]
-        limits: Vec<String>,
-        /// Capabilities granted: any of cache, db, db:write, broadcast, log, or none.
-        #[arg(long, default_value = "cache,db:write,broadcast,log")]
-        grants: String,
-        #[arg(long, default_value = "dev")]
-        tenant: String,
-        #[arg(long, default_value = "local")]
-        installation: String,
-        /// Where the embedded backends and the compile cache keep their files.
-        #[arg(long, default_value = "./plinth-data")]
-        data_dir: PathBuf,
-    },
+    Run(RunArgs),
     /// Prints a component's world, imports, exports and `describe()`.
     Inspect {
         /// A component (.wasm), or a Rust extension's folder to build first.
@@ -75,6 +41,48 @@ enum Command {
     },
     /// Measures the sandbox against the same logic as native code (see docs/BENCHMARKS.md).
     Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// A component (.wasm), or a Rust extension's folder to build first.
+    extension: PathBuf,
+    /// The installation's config (JSON) passed to render, tick and actions.
+    #[arg(long, default_value = "{}")]
+    config: String,
+    /// Call `on-tick` instead of `render`.
+    #[arg(long, conflicts_with_all = ["event", "action"])]
+    tick: bool,
+    /// Call `handle` with this event: {"name": "order.completed", "payload": {...}}.
+    #[arg(long, conflicts_with = "action")]
+    event: Option<String>,
+    /// Call the named action (`invoke`).
+    #[arg(long)]
+    action: Option<String>,
+    /// The action's body (JSON).
+    #[arg(long, default_value = "null", requires = "action")]
+    body: String,
+    /// A render query parameter, `name=value`; repeatable.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// A limit, `name=value` (fuel, memory, timeout, host-calls, output, table-elements,
+    /// instances, log-lines, db-rows, broadcast-messages, broadcast-bytes); repeatable.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    limits: Vec<String>,
+    /// Capabilities granted: any of cache, db, db:write, broadcast, log, or none.
+    #[arg(long, default_value = "cache,db:write,broadcast,log")]
+    grants: String,
+    #[arg(long, default_value = "dev")]
+    tenant: String,
+    #[arg(long, default_value = "local")]
+    installation: String,
+    /// Where the embedded backends and the compile cache keep their files.
+    #[arg(long, default_value = "./plinth-data")]
+    data_dir: PathBuf,
+    /// Use the Redis at this URL as the cache (e.g. redis://127.0.0.1:6379) instead of
+    /// the in-process cache.
+    #[arg(long, value_name = "URL")]
+    redis_cache: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -108,21 +116,22 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_request(
-    extension: PathBuf,
-    config: String,
-    tick: bool,
-    event: Option<String>,
-    action: Option<String>,
-    body: String,
-    params: Vec<String>,
-    limits: Vec<String>,
-    grants: String,
-    tenant: String,
-    installation: String,
-    data_dir: PathBuf,
-) -> Result<RunRequest, PlinthError> {
+fn run_request(args: RunArgs) -> Result<RunRequest, PlinthError> {
+    let RunArgs {
+        extension,
+        config,
+        tick,
+        event,
+        action,
+        body,
+        params,
+        limits,
+        grants,
+        tenant,
+        installation,
+        data_dir,
+        redis_cache,
+    } = args;
     let config = parse_json("config", &config)?;
     let call = if tick {
         Call::Tick {
@@ -170,6 +179,9 @@ fn run_request(
         grants: grants.parse()?,
         limits: parsed,
         data_dir,
+        backends: BackendsConfig {
+            cache: redis_cache.map_or(CacheConfig::InProcess, |url| CacheConfig::Redis { url }),
+        },
     })
 }
 
@@ -180,33 +192,7 @@ async fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let (value, ok) = match Cli::parse().command {
-        Command::Run {
-            extension,
-            config,
-            tick,
-            event,
-            action,
-            body,
-            params,
-            limits,
-            grants,
-            tenant,
-            installation,
-            data_dir,
-        } => match run_request(
-            extension,
-            config,
-            tick,
-            event,
-            action,
-            body,
-            params,
-            limits,
-            grants,
-            tenant,
-            installation,
-            data_dir,
-        ) {
+        Command::Run(args) => match run_request(args) {
             Ok(request) => plinth::run(request).await,
             Err(error) => (json!({ "result": { "error": error } }), false),
         },

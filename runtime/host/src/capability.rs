@@ -210,12 +210,47 @@ pub struct Backends {
     pub log: Arc<log::LogRing>,
 }
 
+/// Which backend each capability uses, as a config file names them
+/// (`[cache] type = "redis"`, `url = "redis://127.0.0.1:6379"`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendsConfig {
+    #[serde(default)]
+    pub cache: CacheConfig,
+}
+
+/// The cache backend.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum CacheConfig {
+    /// In this process; lost on restart, not shared between nodes.
+    #[default]
+    InProcess,
+    /// Redis, with the in-process cache as fallback while Redis is unreachable.
+    Redis { url: String },
+}
+
 impl Backends {
     /// The embedded backends: in-process cache and broadcast, SQLite files under
     /// `data_dir/db`, an in-memory log ring.
     pub fn embedded(data_dir: &std::path::Path) -> Result<Self, PlinthError> {
+        Backends::from_config(&BackendsConfig::default(), data_dir)
+    }
+
+    /// The backends a configuration names; files of embedded backends go under `data_dir`.
+    pub fn from_config(
+        config: &BackendsConfig,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, PlinthError> {
+        let cache: Arc<dyn cache::CacheBackend> = match &config.cache {
+            CacheConfig::InProcess => Arc::new(cache::InProcessCache::default()),
+            CacheConfig::Redis { url } => Arc::new(
+                cache::redis::RedisCache::new(url)
+                    .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
+            ),
+        };
         Ok(Backends {
-            cache: Arc::new(cache::InProcessCache::default()),
+            cache,
             db: Arc::new(db::SqliteDb::open(&data_dir.join("db"))?),
             broadcast: Arc::new(broadcast::InProcessHub::default()),
             log: Arc::new(log::LogRing::default()),

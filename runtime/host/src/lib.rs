@@ -35,7 +35,9 @@ pub mod sandbox;
 mod state;
 pub mod wasi;
 
-pub use capability::{BackendError, Backends, Capability, Grant, Grants, Scope};
+pub use capability::{
+    BackendError, Backends, BackendsConfig, CacheConfig, Capability, Grant, Grants, Scope,
+};
 pub use compile_cache::{CodeSource, component_hash};
 pub use error::{ErrorCode, PlinthError};
 pub use limits::Limits;

@@ -1,5 +1,7 @@
-//! The cache capability: backend trait, the in-process backend, and the host side of
-//! `plinth:extension/cache`.
+//! The cache capability: backend trait, the in-process backend, the Redis backend
+//! ([`redis`]), and the host side of `plinth:extension/cache`.
+
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
