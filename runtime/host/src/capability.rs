@@ -217,6 +217,19 @@ pub struct Backends {
 pub struct BackendsConfig {
     #[serde(default)]
     pub cache: CacheConfig,
+    #[serde(default)]
+    pub broadcast: BroadcastConfig,
+}
+
+/// The broadcast backend.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum BroadcastConfig {
+    /// Subscribers of this process only.
+    #[default]
+    InProcess,
+    /// Redis pub/sub: subscribers of every node that uses the same Redis.
+    Redis { url: String },
 }
 
 /// The cache backend.
@@ -249,10 +262,17 @@ impl Backends {
                     .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
             ),
         };
+        let broadcast: Arc<dyn broadcast::BroadcastBackend> = match &config.broadcast {
+            BroadcastConfig::InProcess => Arc::new(broadcast::InProcessHub::default()),
+            BroadcastConfig::Redis { url } => Arc::new(
+                broadcast::redis::RedisHub::new(url)
+                    .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
+            ),
+        };
         Ok(Backends {
             cache,
+            broadcast,
             db: Arc::new(db::SqliteDb::open(&data_dir.join("db"))?),
-            broadcast: Arc::new(broadcast::InProcessHub::default()),
             log: Arc::new(log::LogRing::default()),
         })
     }

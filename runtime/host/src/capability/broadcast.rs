@@ -1,6 +1,8 @@
-//! The broadcast capability: backend trait, the in-process hub, and the host side of
-//! `plinth:extension/broadcast`. Publications are held by the call and handed to the
+//! The broadcast capability: backend trait, the in-process hub, the Redis pub/sub hub
+//! ([`redis`]), and the host side of `plinth:extension/broadcast`. Publications are held by the call and handed to the
 //! backend only when the call succeeds.
+
+pub mod redis;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

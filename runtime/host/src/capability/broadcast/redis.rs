@@ -1,0 +1,163 @@
+//! Broadcast over Redis pub/sub, so a message published on one node reaches the
+//! subscribers of every node. Channels are `plinth:{tenant}:b:{topic}`; each node
+//! listens to all of them with one pattern subscription and hands messages to its local
+//! hub. While Redis is unreachable, messages are delivered to this node's subscribers
+//! only, and that is counted and logged.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::broadcast;
+
+use super::{BroadcastBackend, InProcessHub, Message};
+use crate::capability::BackendError;
+
+const OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
+const RECONNECT_AFTER: Duration = Duration::from_millis(500);
+const CHANNEL_PATTERN: &str = "plinth:{*}:b:*";
+
+fn channel(tenant: &str, topic: &str) -> String {
+    format!("plinth:{{{tenant}}}:b:{topic}")
+}
+
+/// `plinth:{tenant}:b:topic` back into its parts. Tenants and topics are checked names
+/// without `{`, `}` or `:` in tenants, so the split is unambiguous.
+fn parse_channel(name: &str) -> Option<(&str, &str)> {
+    let rest = name.strip_prefix("plinth:{")?;
+    let (tenant, rest) = rest.split_once("}:b:")?;
+    Some((tenant, rest))
+}
+
+pub struct RedisHub {
+    client: redis::Client,
+    local: Arc<InProcessHub>,
+    publisher: tokio::sync::Mutex<Option<ConnectionManager>>,
+    listening: OnceLock<()>,
+    listener_connected: Arc<AtomicBool>,
+    local_only: AtomicU64,
+}
+
+impl RedisHub {
+    /// A hub on the Redis at `url`. Connects lazily; the listener starts with the first
+    /// subscription.
+    pub fn new(url: &str) -> Result<Self, BackendError> {
+        let client = redis::Client::open(url)
+            .map_err(|e| BackendError::InvalidInput(format!("redis URL {url:?}: {e}")))?;
+        Ok(RedisHub {
+            client,
+            local: Arc::new(InProcessHub::default()),
+            publisher: tokio::sync::Mutex::new(None),
+            listening: OnceLock::new(),
+            listener_connected: Arc::new(AtomicBool::new(false)),
+            local_only: AtomicU64::new(0),
+        })
+    }
+
+    /// Messages delivered to this node only because Redis was unreachable.
+    pub fn local_only_deliveries(&self) -> u64 {
+        self.local_only.load(Ordering::Relaxed)
+    }
+
+    /// Whether this node's pattern subscription is live.
+    pub fn listening(&self) -> bool {
+        self.listener_connected.load(Ordering::Relaxed)
+    }
+
+    fn start_listener(&self) {
+        self.listening.get_or_init(|| {
+            let (client, local, connected) = (self.client.clone(), self.local.clone(), self.listener_connected.clone());
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                tracing::error!("broadcast listener needs a tokio runtime; messages from other nodes will not arrive");
+                return;
+            };
+            runtime.spawn(async move {
+                loop {
+                    match client.get_async_pubsub().await {
+                        Ok(mut pubsub) => match pubsub.psubscribe(CHANNEL_PATTERN).await {
+                            Ok(()) => {
+                                connected.store(true, Ordering::Relaxed);
+                                let mut messages = pubsub.into_on_message();
+                                while let Some(message) = messages.next().await {
+                                    let Some((tenant, topic)) = parse_channel(message.get_channel_name()) else {
+                                        continue;
+                                    };
+                                    let Ok(text) = message.get_payload::<String>() else { continue };
+                                    let Ok(payload) = serde_json::from_str(&text) else { continue };
+                                    let _ = local.publish(tenant, topic, payload).await;
+                                }
+                                connected.store(false, Ordering::Relaxed);
+                                tracing::warn!("redis broadcast subscription lost; reconnecting");
+                            }
+                            Err(error) => tracing::warn!(%error, "redis broadcast: cannot subscribe"),
+                        },
+                        Err(error) => tracing::debug!(%error, "redis broadcast: cannot connect"),
+                    }
+                    tokio::time::sleep(RECONNECT_AFTER).await;
+                }
+            });
+        });
+    }
+
+    async fn publisher(&self) -> Option<ConnectionManager> {
+        let mut slot = self.publisher.lock().await;
+        if slot.is_none() {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(OPERATION_TIMEOUT))
+                .set_response_timeout(Some(OPERATION_TIMEOUT))
+                .set_number_of_retries(0);
+            let connecting = self.client.get_connection_manager_with_config(config);
+            *slot = tokio::time::timeout(OPERATION_TIMEOUT, connecting)
+                .await
+                .ok()?
+                .ok();
+        }
+        slot.clone()
+    }
+}
+
+#[async_trait]
+impl BroadcastBackend for RedisHub {
+    async fn publish(
+        &self,
+        tenant: &str,
+        topic: &str,
+        payload: serde_json::Value,
+    ) -> Result<(), BackendError> {
+        self.start_listener();
+        let text = payload.to_string();
+        let sent = match self.publisher().await {
+            Some(mut connection) => {
+                let publishing = connection.publish::<_, _, u64>(channel(tenant, topic), &text);
+                matches!(
+                    tokio::time::timeout(OPERATION_TIMEOUT, publishing).await,
+                    Ok(Ok(_))
+                )
+            }
+            None => false,
+        };
+        // Through Redis, this node hears its own message back through its subscription
+        // (once). Without Redis, or while this node's subscription is down, deliver here.
+        if !sent || !self.listening() {
+            if !sent {
+                self.local_only.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    tenant,
+                    topic,
+                    "redis unreachable: message delivered on this node only"
+                );
+            }
+            self.local.publish(tenant, topic, payload).await?;
+        }
+        Ok(())
+    }
+
+    fn subscribe(&self, tenant: &str, topic: &str) -> broadcast::Receiver<Message> {
+        self.start_listener();
+        self.local.subscribe(tenant, topic)
+    }
+}
