@@ -18,7 +18,18 @@ fn tenants() -> (String, String) {
     (format!("a-{nanos}"), format!("b-{nanos}"))
 }
 
-/// Waits until a subscription is live (Redis subscribes asynchronously).
+/// Waits until a Redis hub's pattern subscription is live.
+async fn listening(hub: &RedisHub) {
+    for _ in 0..200 {
+        if hub.listening() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the hub never subscribed to Redis");
+}
+
+/// Waits until a subscription delivers.
 async fn settle(hub: &dyn BroadcastBackend, tenant: &str) {
     let mut probe = hub.subscribe(tenant, "probe");
     for _ in 0..100 {
@@ -71,6 +82,8 @@ async fn in_process_hub_keeps_the_contract() {
 #[tokio::test]
 async fn redis_hub_keeps_the_contract() {
     let hub = RedisHub::new(REDIS_URL).unwrap();
+    hub.subscribe("warm-up", "x");
+    listening(&hub).await;
     keeps_the_contract(&hub).await;
     assert_eq!(
         hub.local_only_deliveries(),

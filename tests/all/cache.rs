@@ -115,6 +115,51 @@ async fn in_process_cache_keeps_the_contract() {
 }
 
 #[tokio::test]
+async fn the_in_process_cache_is_bounded_per_value_and_per_tenant() {
+    use plinth_host::capability::cache::{MAX_TENANT_BYTES, MAX_VALUE_BYTES};
+    let cache = InProcessCache::default();
+    let (a, b) = tenants();
+    let too_big = vec![0u8; MAX_VALUE_BYTES + 1];
+    assert!(matches!(
+        cache.set(&a, "big", too_big, None).await,
+        Err(BackendError::QuotaExceeded(_))
+    ));
+    let value = vec![7u8; MAX_VALUE_BYTES];
+    let mut stored = 0;
+    let full = loop {
+        match cache
+            .set(&a, &format!("k{stored}"), value.clone(), None)
+            .await
+        {
+            Ok(()) => stored += 1,
+            Err(error) => break error,
+        }
+        assert!(
+            stored <= MAX_TENANT_BYTES / MAX_VALUE_BYTES,
+            "the tenant quota never applied"
+        );
+    };
+    assert!(matches!(full, BackendError::QuotaExceeded(_)), "{full:?}");
+    assert!(cache.stats(&a, 0).await.unwrap().memory_bytes <= MAX_TENANT_BYTES as u64);
+    // Another tenant is unaffected, and expired entries make room again.
+    cache.set(&b, "k", value.clone(), None).await.unwrap();
+    cache.invalidate_prefix(&a, "").await.unwrap();
+    for i in 0..stored {
+        cache
+            .set(
+                &a,
+                &format!("t{i}"),
+                value.clone(),
+                Some(Duration::from_millis(20)),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    cache.set(&a, "after-expiry", value, None).await.unwrap();
+}
+
+#[tokio::test]
 async fn redis_cache_keeps_the_contract() {
     let cache = RedisCache::new(REDIS_URL).unwrap();
     keeps_the_contract(&cache).await;

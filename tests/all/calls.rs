@@ -379,6 +379,7 @@ async fn the_tenant_database_reads_and_writes_typed_values() {
             vec![],
             plinth_host::capability::db::StatementBounds {
                 max_rows: 10,
+                max_bytes: 1 << 20,
                 deadline: std::time::Instant::now() + std::time::Duration::from_secs(1),
             },
         )
@@ -420,23 +421,69 @@ async fn a_read_only_grant_cannot_write() {
 #[tokio::test]
 async fn the_database_cannot_be_escaped() {
     for statement in [
-        "ATTACH DATABASE '/tmp/plinth-escape.sqlite3' AS escape",
+        "ATTACH DATABASE '/tmp/plinth-escape.sqlite3' AS other",
         "PRAGMA writable_schema = 1",
         "PRAGMA journal_mode = DELETE",
         "VACUUM INTO '/tmp/plinth-escape-copy.sqlite3'",
-        "SELECT load_extension('/tmp/evil.so')",
+        // A transaction left open would outlive the call on the tenant's connection.
+        "BEGIN",
+        "SAVEPOINT keep",
     ] {
         let error = sql(statement, "cache,db:write,broadcast,log")
             .await
             .unwrap_err();
-        assert!(
-            matches!(
-                error.code,
-                ErrorCode::CapabilityDenied | ErrorCode::GuestError
-            ),
+        assert_eq!(
+            error.code,
+            ErrorCode::CapabilityDenied,
             "{statement}: {error:?}"
         );
         assert!(!std::path::Path::new("/tmp/plinth-escape.sqlite3").exists());
         assert!(!std::path::Path::new("/tmp/plinth-escape-copy.sqlite3").exists());
     }
+    // Through `query` too, which a read-only grant may use.
+    for statement in [
+        "SELECT load_extension('/tmp/evil.so')",
+        "ROLLBACK",
+        "PRAGMA key_list",
+    ] {
+        let test = sandbox();
+        let hostile = test.sandbox.load(&guest("tests/guests/hostile")).unwrap();
+        let grants: Grants = "cache,db,broadcast,log".parse().unwrap();
+        let call = render(json!({"attack": "query", "sql": statement}));
+        let error = test
+            .sandbox
+            .call(
+                &hostile,
+                &invocation("acme", grants, Limits::default()),
+                call,
+            )
+            .await
+            .outcome
+            .unwrap_err();
+        assert_eq!(
+            error.code,
+            ErrorCode::CapabilityDenied,
+            "{statement}: {error:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_query_returning_too_many_bytes_is_refused() {
+    let test = sandbox();
+    let hostile = test.sandbox.load(&guest("tests/guests/hostile")).unwrap();
+    let huge = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100) SELECT zeroblob(1000000) FROM n";
+    let call = render(json!({"attack": "query", "sql": huge}));
+    let error = test
+        .sandbox
+        .call(
+            &hostile,
+            &invocation("acme", Grants::all(), Limits::default()),
+            call,
+        )
+        .await
+        .outcome
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::QuotaExceeded, "{error:?}");
+    assert!(error.message.contains("bytes"), "{}", error.message);
 }

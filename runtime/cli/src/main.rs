@@ -181,6 +181,7 @@ fn run_request(args: RunArgs) -> Result<RunRequest, PlinthError> {
         data_dir,
         backends: BackendsConfig {
             cache: redis_cache.map_or(CacheConfig::InProcess, |url| CacheConfig::Redis { url }),
+            ..BackendsConfig::default()
         },
     })
 }

@@ -219,6 +219,19 @@ pub struct BackendsConfig {
     pub cache: CacheConfig,
     #[serde(default)]
     pub broadcast: BroadcastConfig,
+    #[serde(default)]
+    pub db: DbConfig,
+}
+
+/// The tenants' database backend.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DbConfig {
+    /// One SQLite file per tenant under the data directory.
+    #[default]
+    Sqlite,
+    /// PostgreSQL: one schema and one role per tenant, provisioned by the URL's user.
+    Postgres { url: String },
 }
 
 /// The broadcast backend.
@@ -272,7 +285,13 @@ impl Backends {
         Ok(Backends {
             cache,
             broadcast,
-            db: Arc::new(db::SqliteDb::open(&data_dir.join("db"))?),
+            db: match &config.db {
+                DbConfig::Sqlite => Arc::new(db::SqliteDb::open(&data_dir.join("db"))?),
+                DbConfig::Postgres { url } => Arc::new(
+                    db::postgres::PostgresDb::new(url)
+                        .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
+                ),
+            },
             log: Arc::new(log::LogRing::default()),
         })
     }

@@ -6,6 +6,7 @@
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
@@ -49,27 +50,18 @@ impl CompileCache {
         };
         std::fs::create_dir_all(path).map_err(io)?;
         let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(io)?;
-        let key = match dir.read(KEY_FILE) {
-            Ok(bytes) if bytes.len() == 32 => bytes.try_into().expect("length checked"),
-            _ => {
-                let mut key = [0u8; 32];
-                getrandom::fill(&mut key).map_err(|e| {
-                    PlinthError::new(ErrorCode::Internal, format!("no randomness: {e}"))
-                })?;
-                let mut options = OpenOptions::new();
-                options.write(true).create(true).truncate(true);
-                let mut file = dir.open_with(KEY_FILE, &options).map_err(io)?;
-                file.write_all(&key).map_err(io)?;
-                key
-            }
-        };
+        let key = read_or_create_key(&dir).map_err(io)?;
         Ok(CompileCache { dir, key })
     }
 
-    fn tag(&self, artifact: &[u8]) -> [u8; TAG_BYTES] {
+    /// The MAC covers the artifact's name too: a valid artifact copied under another
+    /// component's name does not verify.
+    fn mac(&self, name: &str, artifact: &[u8]) -> HmacSha256 {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length works");
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
         mac.update(artifact);
-        mac.finalize().into_bytes().into()
+        mac
     }
 
     /// The component's code: from the cache when a valid artifact is there, otherwise
@@ -85,7 +77,7 @@ impl CompileCache {
             && stored.len() > TAG_BYTES
         {
             let (artifact, tag) = stored.split_at(stored.len() - TAG_BYTES);
-            if self.tag(artifact).as_slice() == tag {
+            if self.mac(&name, artifact).verify_slice(tag).is_ok() {
                 // SAFETY: the artifact was produced by `Component::serialize` of this
                 // cache (its HMAC matches under our key) for an engine with the same
                 // fingerprint; wasmtime checks the engine compatibility again.
@@ -105,13 +97,51 @@ impl CompileCache {
 
     fn store(&self, name: &str, component: &Component) -> wasmtime::Result<()> {
         let mut artifact = component.serialize()?;
-        let tag = self.tag(&artifact);
+        let tag = self.mac(name, &artifact).finalize().into_bytes();
         artifact.extend_from_slice(&tag);
-        let temporary = format!("{name}.{}.tmp", std::process::id());
+        static WRITES: AtomicU64 = AtomicU64::new(0);
+        let temporary = format!(
+            "{name}.{}.{}.tmp",
+            std::process::id(),
+            WRITES.fetch_add(1, Ordering::Relaxed)
+        );
         self.dir.write(&temporary, &artifact)?;
         // Rename is atomic: a reader sees the whole artifact or none.
         self.dir.rename(&temporary, &self.dir, name)?;
         Ok(())
+    }
+}
+
+/// The cache's key: read if present, created once (readable by this user only)
+/// otherwise. A key that exists but cannot be read is an error, never replaced silently.
+fn read_or_create_key(dir: &Dir) -> std::io::Result<[u8; 32]> {
+    let read = |dir: &Dir| -> std::io::Result<[u8; 32]> {
+        let bytes = dir.read(KEY_FILE)?;
+        bytes.try_into().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{KEY_FILE} is not 32 bytes"),
+            )
+        })
+    };
+    match read(dir) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        found => return found,
+    }
+    let mut key = [0u8; 32];
+    getrandom::fill(&mut key).map_err(std::io::Error::other)?;
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match dir.open_with(KEY_FILE, &options) {
+        Ok(mut file) => {
+            file.write_all(&key)?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        // Another process created it first: use theirs.
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read(dir),
+        Err(error) => Err(error),
     }
 }
 

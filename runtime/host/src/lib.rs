@@ -36,7 +36,8 @@ mod state;
 pub mod wasi;
 
 pub use capability::{
-    BackendError, Backends, BackendsConfig, CacheConfig, Capability, Grant, Grants, Scope,
+    BackendError, Backends, BackendsConfig, BroadcastConfig, CacheConfig, Capability, DbConfig,
+    Grant, Grants, Scope,
 };
 pub use compile_cache::{CodeSource, component_hash};
 pub use error::{ErrorCode, PlinthError};

@@ -40,6 +40,8 @@ pub struct Limits {
     pub log_lines: usize,
     /// Cap on rows one database query returns.
     pub db_rows: usize,
+    /// Cap on the bytes one database query returns (text and blobs counted by length).
+    pub db_bytes: usize,
     /// Cap on messages one call publishes.
     pub broadcast_messages: usize,
     /// Cap on the size of one published message, in bytes.
@@ -52,14 +54,15 @@ impl Default for Limits {
             fuel: Some(500_000_000),
             memory_bytes: 64 << 20,
             table_elements: 20_000,
-            instances: 32,
-            tables: 16,
-            memories: 8,
+            instances: 16,
+            tables: 8,
+            memories: 4,
             timeout: Duration::from_millis(1_000),
             host_calls: 10_000,
             output_bytes: 1 << 20,
             log_lines: 200,
             db_rows: 10_000,
+            db_bytes: 4 << 20,
             broadcast_messages: 100,
             broadcast_bytes: 64 << 10,
         }
@@ -132,6 +135,9 @@ impl Limits {
             }
             "log-lines" => self.log_lines = value.parse().map_err(|_| bad("expected a count"))?,
             "db-rows" => self.db_rows = value.parse().map_err(|_| bad("expected a count"))?,
+            "db-bytes" => {
+                self.db_bytes = parse_size(value).ok_or_else(|| bad("expected a size"))? as usize
+            }
             "broadcast-messages" => {
                 self.broadcast_messages = value.parse().map_err(|_| bad("expected a count"))?
             }
@@ -141,7 +147,7 @@ impl Limits {
             }
             _ => {
                 return Err(bad(
-                    "unknown limit (fuel, memory, table-elements, instances, timeout, host-calls, output, log-lines, db-rows, broadcast-messages, broadcast-bytes)",
+                    "unknown limit (fuel, memory, table-elements, instances, timeout, host-calls, output, log-lines, db-rows, db-bytes, broadcast-messages, broadcast-bytes)",
                 ));
             }
         }
@@ -159,6 +165,12 @@ impl Limits {
         }
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(600) {
             return bad("timeout must be between 1 ms and 600 s".into());
+        }
+        if self.instances > 16 || self.tables > 8 || self.memories > 4 {
+            return bad(
+                "at most 16 instances, 8 tables and 4 memories per call (a pool slot's share)"
+                    .into(),
+            );
         }
         if self.output_bytes == 0 {
             return bad("output limit must be at least one byte".into());
@@ -191,8 +203,7 @@ fn parse_duration(text: &str) -> Option<Duration> {
             .trim()
             .parse::<f64>()
             .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+            .and_then(|s| Duration::try_from_secs_f64(s).ok());
     }
     text.parse().ok().map(Duration::from_millis)
 }

@@ -44,6 +44,9 @@ const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
 /// Fiber stack kept resident between calls.
 const KEEP_RESIDENT_STACK: usize = 128 << 10;
 
+/// How long a call's messages may take to hand to the broadcast backend.
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Bytes of guest stderr kept per call (a panic message lands there).
 const STDERR_BYTES: usize = 8 << 10;
 
@@ -274,10 +277,13 @@ impl Sandbox {
             .async_stack_size(config.max_wasm_stack + (1 << 20));
         let n = config.pool_instances;
         let mut pool = PoolingAllocationConfig::new();
+        // Each slot's share of the pool covers one call's caps (Limits::default: 16 core
+        // instances, 4 memories, 8 tables), so one tenant's calls cannot take more than
+        // their share of slots.
         pool.total_component_instances(n)
-            .total_core_instances(n * 8)
-            .total_memories(n * 2)
-            .total_tables(n * 4)
+            .total_core_instances(n * 16)
+            .total_memories(n * 4)
+            .total_tables(n * 8)
             .total_stacks(n)
             .max_memory_size(MAX_MEMORY_BYTES as usize)
             .table_elements(100_000)
@@ -561,20 +567,7 @@ impl Sandbox {
         } = state.record;
         self.backends.log.append(&invocation.scope, &logs);
         let published = if outcome.is_ok() {
-            for message in &published {
-                if let Err(error) = self
-                    .backends
-                    .broadcast
-                    .publish(
-                        &invocation.scope.tenant,
-                        &message.topic,
-                        message.payload.clone(),
-                    )
-                    .await
-                {
-                    tracing::warn!(scope = %invocation.scope, topic = %message.topic, %error, "broadcast failed");
-                }
-            }
+            self.deliver(&invocation.scope, &published).await;
             published
         } else {
             // A failed call's messages are never delivered.
@@ -602,6 +595,29 @@ impl Sandbox {
             receipt,
             logs,
             published,
+        }
+    }
+
+    /// Hands a successful call's messages to the broadcast backend, within a bound so a
+    /// slow backend cannot hold the call's caller.
+    async fn deliver(&self, scope: &Scope, published: &[Publication]) {
+        let delivering = async {
+            for message in published {
+                let publishing = self.backends.broadcast.publish(
+                    &scope.tenant,
+                    &message.topic,
+                    message.payload.clone(),
+                );
+                if let Err(error) = publishing.await {
+                    tracing::warn!(%scope, topic = %message.topic, %error, "broadcast failed");
+                }
+            }
+        };
+        if tokio::time::timeout(DELIVERY_TIMEOUT, delivering)
+            .await
+            .is_err()
+        {
+            tracing::warn!(%scope, "broadcast delivery took too long; the rest was dropped");
         }
     }
 
@@ -766,6 +782,12 @@ fn classify(
                 }
             }
         };
+    }
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return (
+            ErrorCode::GuestTrap,
+            format!("the guest called exit({})", exit.0),
+        );
     }
     let text = format!("{error:#}");
     if text.contains("fuel allocated for hostcalls has been exhausted") {

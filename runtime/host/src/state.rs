@@ -127,6 +127,8 @@ pub struct Limiter {
     tables: usize,
     memories: usize,
     memory_now: u64,
+    /// The growth approved last, undone if the engine then fails the grow.
+    last_growth: u64,
     pub peak_memory: u64,
 }
 
@@ -139,6 +141,7 @@ impl Limiter {
             tables: limits.tables,
             memories: limits.memories,
             memory_now: 0,
+            last_growth: 0,
             peak_memory: 0,
         }
     }
@@ -149,10 +152,17 @@ impl ResourceLimiter for Limiter {
         &mut self,
         current: usize,
         desired: usize,
-        _maximum: Option<usize>,
+        maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // A grow past the memory's own declared maximum fails in the guest (-1), as
+        // wasm says; it never reaches the arithmetic below.
+        if maximum.is_some_and(|max| desired > max) {
+            return Ok(false);
+        }
         // Memories of one instance count together: a component may have several.
-        let requested = self.memory_now - current as u64 + desired as u64;
+        // Checked: a 64-bit memory can ask for sizes near 2^64.
+        let growth = (desired as u64).saturating_sub(current as u64);
+        let requested = self.memory_now.checked_add(growth).unwrap_or(u64::MAX);
         if requested > self.memory_cap {
             return Err(LimitBreach::Memory {
                 requested,
@@ -161,8 +171,15 @@ impl ResourceLimiter for Limiter {
             .into());
         }
         self.memory_now = requested;
+        self.last_growth = growth;
         self.peak_memory = self.peak_memory.max(requested);
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        // The engine refused a grow this limiter approved: it did not happen.
+        self.memory_now -= std::mem::take(&mut self.last_growth);
+        Ok(())
     }
 
     fn table_growing(
@@ -239,5 +256,37 @@ impl WasiView for CallState {
             ctx: &mut self.wasi,
             table: &mut self.table,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use wasmtime::ResourceLimiter;
+
+    use super::{LimitBreach, Limiter};
+    use crate::limits::Limits;
+
+    #[test]
+    fn the_memory_cap_holds_against_huge_and_failed_grows() {
+        let mut limiter = Limiter::new(&Limits::default());
+        let cap = Limits::default().memory_bytes as usize;
+        // A 64-bit memory asking for nearly 2^64 bytes is a breach, not an overflow.
+        let error = limiter.memory_growing(0, usize::MAX, None).unwrap_err();
+        assert!(matches!(
+            error.downcast_ref::<LimitBreach>(),
+            Some(LimitBreach::Memory { .. })
+        ));
+        // Past the memory's own maximum the grow fails in the guest, counting nothing.
+        assert!(!limiter.memory_growing(0, 1 << 20, Some(1 << 16)).unwrap());
+        // An approved grow the engine then fails is rolled back.
+        assert!(limiter.memory_growing(0, cap, None).unwrap());
+        limiter
+            .memory_grow_failed(wasmtime::Error::msg("engine said no"))
+            .unwrap();
+        assert!(
+            limiter.memory_growing(0, cap, None).unwrap(),
+            "the failed grow still counted"
+        );
+        assert!(limiter.memory_growing(cap, cap + 1, None).is_err());
     }
 }

@@ -4,7 +4,7 @@
 pub mod redis;
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -65,27 +65,91 @@ impl Entry {
     }
 }
 
+/// Largest value the in-process cache keeps.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Bytes (keys and values) one tenant may keep in the in-process cache.
+pub const MAX_TENANT_BYTES: usize = 64 << 20;
+/// Keys one tenant may keep in the in-process cache.
+pub const MAX_TENANT_KEYS: usize = 100_000;
+
 #[derive(Default)]
 struct TenantCache {
     entries: HashMap<String, Entry>,
+    bytes: usize,
     hits: u64,
     misses: u64,
 }
 
-/// The embedded cache: one map per tenant in this process, TTLs checked on access.
+impl TenantCache {
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.entries.remove(key)?;
+        self.bytes -= key.len() + entry.value.len();
+        Some(entry)
+    }
+
+    fn purge_expired(&mut self, now: Instant) {
+        let expired: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|(_, e)| !e.live(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in expired {
+            self.remove(&key);
+        }
+    }
+
+    /// Stores an entry within the tenant's quotas, purging expired entries first when
+    /// the tenant is at its limit.
+    fn insert(&mut self, key: &str, entry: Entry, now: Instant) -> Result<(), BackendError> {
+        let previous = self
+            .entries
+            .get(key)
+            .map_or(0, |e| key.len() + e.value.len());
+        let needed = key.len() + entry.value.len();
+        let over = |cache: &TenantCache| {
+            cache.bytes - previous + needed > MAX_TENANT_BYTES
+                || (previous == 0 && cache.entries.len() >= MAX_TENANT_KEYS)
+        };
+        if over(self) {
+            self.purge_expired(now);
+        }
+        let previous = self
+            .entries
+            .get(key)
+            .map_or(0, |e| key.len() + e.value.len());
+        if self.bytes - previous + needed > MAX_TENANT_BYTES
+            || (previous == 0 && self.entries.len() >= MAX_TENANT_KEYS)
+        {
+            return Err(BackendError::QuotaExceeded(format!(
+                "the tenant's cache is full ({MAX_TENANT_BYTES} bytes or {MAX_TENANT_KEYS} keys)"
+            )));
+        }
+        self.remove(key);
+        self.bytes += needed;
+        self.entries.insert(key.to_owned(), entry);
+        Ok(())
+    }
+}
+
+/// The embedded cache: one map per tenant in this process, each behind its own lock,
+/// TTLs checked on access, bounded per value and per tenant.
 #[derive(Default)]
 pub struct InProcessCache {
-    tenants: Mutex<HashMap<String, TenantCache>>,
+    tenants: Mutex<HashMap<String, Arc<Mutex<TenantCache>>>>,
 }
 
 impl InProcessCache {
     fn with_tenant<R>(&self, tenant: &str, f: impl FnOnce(&mut TenantCache, Instant) -> R) -> R {
-        let mut tenants = self
-            .tenants
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let cache = tenants.entry(tenant.to_owned()).or_default();
-        f(cache, Instant::now())
+        let cache = {
+            let mut tenants = self
+                .tenants
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            tenants.entry(tenant.to_owned()).or_default().clone()
+        };
+        let mut cache = cache.lock().unwrap_or_else(|poison| poison.into_inner());
+        f(&mut cache, Instant::now())
     }
 }
 
@@ -100,7 +164,7 @@ impl CacheBackend for InProcessCache {
                     Some(entry.value.clone())
                 }
                 None => {
-                    cache.entries.remove(key);
+                    cache.remove(key);
                     cache.misses += 1;
                     None
                 }
@@ -115,75 +179,79 @@ impl CacheBackend for InProcessCache {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(BackendError::QuotaExceeded(format!(
+                "a value of {} bytes is over the cap of {MAX_VALUE_BYTES} bytes",
+                value.len()
+            )));
+        }
         self.with_tenant(tenant, |cache, now| {
             let hits = cache
                 .entries
                 .get(key)
                 .filter(|e| e.live(now))
                 .map_or(0, |e| e.hits);
-            cache.entries.insert(
-                key.to_owned(),
-                Entry {
-                    value,
-                    expires: ttl.map(|ttl| now + ttl),
-                    hits,
-                },
-            );
-        });
-        Ok(())
+            let entry = Entry {
+                value,
+                expires: ttl.map(|ttl| now + ttl),
+                hits,
+            };
+            cache.insert(key, entry, now)
+        })
     }
 
     async fn delete(&self, tenant: &str, key: &str) -> Result<bool, BackendError> {
         Ok(self.with_tenant(tenant, |cache, now| {
-            cache.entries.remove(key).is_some_and(|e| e.live(now))
+            cache.remove(key).is_some_and(|e| e.live(now))
         }))
     }
 
     async fn incr(&self, tenant: &str, key: &str, delta: i64) -> Result<i64, BackendError> {
         self.with_tenant(tenant, |cache, now| {
-            let entry = cache
-                .entries
-                .entry(key.to_owned())
-                .or_insert_with(|| Entry {
-                    value: b"0".to_vec(),
-                    expires: None,
-                    hits: 0,
-                });
-            if !entry.live(now) {
-                *entry = Entry {
-                    value: b"0".to_vec(),
-                    expires: None,
-                    hits: 0,
-                };
-            }
-            let current: i64 = std::str::from_utf8(&entry.value)
-                .ok()
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| BackendError::InvalidInput(format!("{key:?} is not an integer")))?;
+            let (current, expires, hits) = match cache.entries.get(key).filter(|e| e.live(now)) {
+                Some(entry) => (
+                    std::str::from_utf8(&entry.value)
+                        .ok()
+                        .and_then(|text| text.parse::<i64>().ok())
+                        .ok_or_else(|| {
+                            BackendError::InvalidInput(format!("{key:?} is not an integer"))
+                        })?,
+                    entry.expires,
+                    entry.hits,
+                ),
+                None => (0, None, 0),
+            };
             let next = current
                 .checked_add(delta)
                 .ok_or_else(|| BackendError::InvalidInput(format!("{key:?} would overflow")))?;
-            entry.value = next.to_string().into_bytes();
+            let entry = Entry {
+                value: next.to_string().into_bytes(),
+                expires,
+                hits,
+            };
+            cache.insert(key, entry, now)?;
             Ok(next)
         })
     }
 
     async fn invalidate_prefix(&self, tenant: &str, prefix: &str) -> Result<u64, BackendError> {
         Ok(self.with_tenant(tenant, |cache, _| {
-            let before = cache.entries.len();
-            cache.entries.retain(|key, _| !key.starts_with(prefix));
-            (before - cache.entries.len()) as u64
+            let doomed: Vec<String> = cache
+                .entries
+                .keys()
+                .filter(|key| key.starts_with(prefix))
+                .cloned()
+                .collect();
+            for key in &doomed {
+                cache.remove(key);
+            }
+            doomed.len() as u64
         }))
     }
 
     async fn stats(&self, tenant: &str, top: usize) -> Result<CacheStats, BackendError> {
         Ok(self.with_tenant(tenant, |cache, now| {
-            cache.entries.retain(|_, e| e.live(now));
-            let memory_bytes = cache
-                .entries
-                .iter()
-                .map(|(k, e)| (k.len() + e.value.len()) as u64)
-                .sum();
+            cache.purge_expired(now);
             let mut top_keys: Vec<KeyStat> = cache
                 .entries
                 .iter()
@@ -199,7 +267,7 @@ impl CacheBackend for InProcessCache {
                 hits: cache.hits,
                 misses: cache.misses,
                 keys: cache.entries.len() as u64,
-                memory_bytes,
+                memory_bytes: cache.bytes as u64,
                 top_keys,
             }
         }))

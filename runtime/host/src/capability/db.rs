@@ -1,5 +1,10 @@
 //! The database capability: backend trait, the SQLite backend (one file per tenant),
-//! and the host side of `plinth:extension/db`.
+//! the PostgreSQL backend ([`postgres`]: a schema and a role per tenant), and the host
+//! side of `plinth:extension/db`.
+//!
+//! Parameters are written `$1`, `$2`, … in both backends (SQLite also takes `?1`).
+
+pub mod postgres;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +34,18 @@ pub enum DbValue {
     Blob(Vec<u8>),
 }
 
+impl DbValue {
+    /// Bytes the value occupies in a result, for result-size caps.
+    pub fn size(&self) -> usize {
+        match self {
+            DbValue::Null => 1,
+            DbValue::Integer(_) | DbValue::Real(_) => 8,
+            DbValue::Text(t) => t.len(),
+            DbValue::Blob(b) => b.len(),
+        }
+    }
+}
+
 /// A result set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DbRows {
@@ -40,6 +57,7 @@ pub struct DbRows {
 #[derive(Debug, Clone, Copy)]
 pub struct StatementBounds {
     pub max_rows: usize,
+    pub max_bytes: usize,
     pub deadline: Instant,
 }
 
@@ -77,6 +95,9 @@ struct Tenant {
     deadline_ms: Arc<AtomicU64>,
 }
 
+/// Pages a tenant's SQLite file may have (4 KiB each).
+const MAX_PAGES: i64 = 65_536;
+
 /// PRAGMAs that only read the schema; every other PRAGMA is denied.
 const READ_ONLY_PRAGMAS: &[&str] = &[
     "table_info",
@@ -88,7 +109,12 @@ const READ_ONLY_PRAGMAS: &[&str] = &[
 
 fn authorize(context: AuthContext<'_>) -> Authorization {
     match context.action {
-        AuthAction::Attach { .. } | AuthAction::Detach { .. } => Authorization::Deny,
+        // Transactions are the host's: a transaction left open on the tenant's shared
+        // connection would outlive the call, and a ROLLBACK would undo others' writes.
+        AuthAction::Attach { .. }
+        | AuthAction::Detach { .. }
+        | AuthAction::Transaction { .. }
+        | AuthAction::Savepoint { .. } => Authorization::Deny,
         AuthAction::Pragma { pragma_name, .. } => {
             if READ_ONLY_PRAGMAS
                 .iter()
@@ -151,6 +177,11 @@ impl SqliteDb {
         connection
             .pragma_update(None, "journal_mode", "WAL")
             .map_err(unavailable)?;
+        // A tenant's file stops growing at 256 MiB (65 536 pages of 4 KiB): a write
+        // grant cannot fill the disk every tenant shares.
+        connection
+            .pragma_update(None, "max_page_count", MAX_PAGES)
+            .map_err(unavailable)?;
         for (limit, value) in [
             (Limit::SQLITE_LIMIT_ATTACHED, 0),
             (Limit::SQLITE_LIMIT_LENGTH, 4 << 20),
@@ -202,6 +233,12 @@ impl SqliteDb {
 }
 
 fn sql_error(error: rusqlite::Error) -> BackendError {
+    // A denied function reports SQLITE_ERROR with this text rather than SQLITE_AUTH.
+    if error.to_string().contains("not authorized") {
+        return BackendError::Denied(format!(
+            "statement not allowed in a tenant database: {error}"
+        ));
+    }
     match error.sqlite_error_code() {
         Some(SqliteCode::OperationInterrupted) => {
             BackendError::Timeout("the statement ran past the call's deadline".into())
@@ -215,6 +252,31 @@ fn sql_error(error: rusqlite::Error) -> BackendError {
         Some(SqliteCode::TooBig) => BackendError::QuotaExceeded(format!("{error}")),
         _ => BackendError::InvalidInput(format!("{error}")),
     }
+}
+
+/// Binds `$N` (and `?N`, `?`) placeholders to `params[N - 1]`, so the same statement
+/// text works on SQLite and PostgreSQL.
+fn bind(statement: &mut rusqlite::Statement<'_>, params: Vec<DbValue>) -> Result<(), BackendError> {
+    for index in 1..=statement.parameter_count() {
+        let number = match statement.parameter_name(index) {
+            Some(name) => name[1..].parse::<usize>().map_err(|_| {
+                BackendError::InvalidInput(format!(
+                    "parameter {name} is not numbered; write $1, $2, …"
+                ))
+            })?,
+            None => index,
+        };
+        let value = params.get(number.wrapping_sub(1)).cloned().ok_or_else(|| {
+            BackendError::InvalidInput(format!(
+                "the statement uses ${number} but {} parameters were given",
+                params.len()
+            ))
+        })?;
+        statement
+            .raw_bind_parameter(index, to_sql(value))
+            .map_err(sql_error)?;
+    }
+    Ok(())
 }
 
 fn to_sql(value: DbValue) -> SqlValue {
@@ -263,7 +325,7 @@ impl DbBackend for SqliteDb {
             let mut rows = statement
                 .query(rusqlite::params_from_iter(params))
                 .map_err(sql_error)?;
-            let mut out = Vec::new();
+            let (mut out, mut bytes) = (Vec::new(), 0usize);
             while let Some(row) = rows.next().map_err(sql_error)? {
                 if out.len() == bounds.max_rows {
                     return Err(BackendError::QuotaExceeded(format!(
@@ -275,6 +337,13 @@ impl DbBackend for SqliteDb {
                     .map(|i| row.get_ref(i).map(from_sql))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(sql_error)?;
+                bytes += values.iter().map(DbValue::size).sum::<usize>();
+                if bytes > bounds.max_bytes {
+                    return Err(BackendError::QuotaExceeded(format!(
+                        "the query returns more than {} bytes",
+                        bounds.max_bytes
+                    )));
+                }
                 out.push(values);
             }
             Ok(DbRows { columns, rows: out })
@@ -292,10 +361,8 @@ impl DbBackend for SqliteDb {
         let sql = sql.to_owned();
         self.run(tenant, bounds, move |connection| {
             let mut statement = connection.prepare(&sql).map_err(sql_error)?;
-            let params: Vec<SqlValue> = params.into_iter().map(to_sql).collect();
-            let changed = statement
-                .execute(rusqlite::params_from_iter(params))
-                .map_err(sql_error)?;
+            bind(&mut statement, params)?;
+            let changed = statement.raw_execute().map_err(sql_error)?;
             Ok(changed as u64)
         })
         .await
@@ -326,6 +393,7 @@ impl CapView<'_, dyn DbBackend> {
     fn bounds(&self) -> StatementBounds {
         StatementBounds {
             max_rows: self.limits.db_rows,
+            max_bytes: self.limits.db_bytes,
             deadline: self.deadline,
         }
     }

@@ -1,12 +1,14 @@
 //! Broadcast over Redis pub/sub, so a message published on one node reaches the
 //! subscribers of every node. Channels are `plinth:{tenant}:b:{topic}`; each node
-//! listens to all of them with one pattern subscription and hands messages to its local
-//! hub. While Redis is unreachable, messages are delivered to this node's subscribers
-//! only, and that is counted and logged.
+//! listens to all of them with one pattern subscription and hands messages from other
+//! nodes to its local hub. A node delivers its own messages locally at once and skips
+//! them when they come back from Redis (each message carries the node's id), so every
+//! subscriber gets each message exactly once. While Redis is unreachable, messages reach
+//! this node's subscribers only; that is counted and logged.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -25,18 +27,27 @@ fn channel(tenant: &str, topic: &str) -> String {
     format!("plinth:{{{tenant}}}:b:{topic}")
 }
 
-/// `plinth:{tenant}:b:topic` back into its parts. Tenants and topics are checked names
-/// without `{`, `}` or `:` in tenants, so the split is unambiguous.
+/// `plinth:{tenant}:b:topic` back into its parts. Tenant names hold no `}`, so the
+/// first `}:b:` ends the tenant.
 fn parse_channel(name: &str) -> Option<(&str, &str)> {
     let rest = name.strip_prefix("plinth:{")?;
-    let (tenant, rest) = rest.split_once("}:b:")?;
-    Some((tenant, rest))
+    rest.split_once("}:b:")
+}
+
+/// What travels through Redis: the message and the node that published it.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    node: String,
+    payload: serde_json::Value,
 }
 
 pub struct RedisHub {
+    /// Random per hub: tells this node's messages from other nodes'.
+    node: String,
     client: redis::Client,
     local: Arc<InProcessHub>,
     publisher: tokio::sync::Mutex<Option<ConnectionManager>>,
+    retry_at: Mutex<Option<Instant>>,
     listening: OnceLock<()>,
     listener_connected: Arc<AtomicBool>,
     local_only: AtomicU64,
@@ -44,14 +55,18 @@ pub struct RedisHub {
 
 impl RedisHub {
     /// A hub on the Redis at `url`. Connects lazily; the listener starts with the first
-    /// subscription.
+    /// subscription or publication.
     pub fn new(url: &str) -> Result<Self, BackendError> {
         let client = redis::Client::open(url)
             .map_err(|e| BackendError::InvalidInput(format!("redis URL {url:?}: {e}")))?;
+        let mut node = [0u8; 8];
+        getrandom::fill(&mut node).map_err(|e| BackendError::Unavailable(e.to_string()))?;
         Ok(RedisHub {
+            node: hex::encode(node),
             client,
             local: Arc::new(InProcessHub::default()),
             publisher: tokio::sync::Mutex::new(None),
+            retry_at: Mutex::new(None),
             listening: OnceLock::new(),
             listener_connected: Arc::new(AtomicBool::new(false)),
             local_only: AtomicU64::new(0),
@@ -70,11 +85,12 @@ impl RedisHub {
 
     fn start_listener(&self) {
         self.listening.get_or_init(|| {
-            let (client, local, connected) = (self.client.clone(), self.local.clone(), self.listener_connected.clone());
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 tracing::error!("broadcast listener needs a tokio runtime; messages from other nodes will not arrive");
                 return;
             };
+            let (client, local) = (self.client.clone(), self.local.clone());
+            let (connected, node) = (self.listener_connected.clone(), self.node.clone());
             runtime.spawn(async move {
                 loop {
                     match client.get_async_pubsub().await {
@@ -87,8 +103,10 @@ impl RedisHub {
                                         continue;
                                     };
                                     let Ok(text) = message.get_payload::<String>() else { continue };
-                                    let Ok(payload) = serde_json::from_str(&text) else { continue };
-                                    let _ = local.publish(tenant, topic, payload).await;
+                                    let Ok(envelope) = serde_json::from_str::<Envelope>(&text) else { continue };
+                                    if envelope.node != node {
+                                        let _ = local.publish(tenant, topic, envelope.payload).await;
+                                    }
                                 }
                                 connected.store(false, Ordering::Relaxed);
                                 tracing::warn!("redis broadcast subscription lost; reconnecting");
@@ -104,6 +122,11 @@ impl RedisHub {
     }
 
     async fn publisher(&self) -> Option<ConnectionManager> {
+        if let Some(at) = *self.retry_at.lock().unwrap_or_else(|p| p.into_inner())
+            && Instant::now() < at
+        {
+            return None;
+        }
         let mut slot = self.publisher.lock().await;
         if slot.is_none() {
             let config = ConnectionManagerConfig::new()
@@ -113,10 +136,19 @@ impl RedisHub {
             let connecting = self.client.get_connection_manager_with_config(config);
             *slot = tokio::time::timeout(OPERATION_TIMEOUT, connecting)
                 .await
-                .ok()?
-                .ok();
+                .ok()
+                .and_then(Result::ok);
+            if slot.is_none() {
+                self.went_down();
+            }
         }
         slot.clone()
+    }
+
+    /// Skips Redis for a while, so a burst of messages does not wait on it one by one.
+    fn went_down(&self) {
+        *self.retry_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + RECONNECT_AFTER);
     }
 }
 
@@ -129,31 +161,30 @@ impl BroadcastBackend for RedisHub {
         payload: serde_json::Value,
     ) -> Result<(), BackendError> {
         self.start_listener();
-        let text = payload.to_string();
+        let envelope = serde_json::json!({"node": self.node, "payload": payload}).to_string();
         let sent = match self.publisher().await {
             Some(mut connection) => {
-                let publishing = connection.publish::<_, _, u64>(channel(tenant, topic), &text);
-                matches!(
+                let publishing = connection.publish::<_, _, u64>(channel(tenant, topic), &envelope);
+                let sent = matches!(
                     tokio::time::timeout(OPERATION_TIMEOUT, publishing).await,
                     Ok(Ok(_))
-                )
+                );
+                if !sent {
+                    self.went_down();
+                }
+                sent
             }
             None => false,
         };
-        // Through Redis, this node hears its own message back through its subscription
-        // (once). Without Redis, or while this node's subscription is down, deliver here.
-        if !sent || !self.listening() {
-            if !sent {
-                self.local_only.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    tenant,
-                    topic,
-                    "redis unreachable: message delivered on this node only"
-                );
-            }
-            self.local.publish(tenant, topic, payload).await?;
+        if !sent {
+            self.local_only.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                tenant,
+                topic,
+                "redis unreachable: message delivered on this node only"
+            );
         }
-        Ok(())
+        self.local.publish(tenant, topic, payload).await
     }
 
     fn subscribe(&self, tenant: &str, topic: &str) -> broadcast::Receiver<Message> {
