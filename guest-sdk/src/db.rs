@@ -2,12 +2,12 @@
 //!
 //! ```no_run
 //! use plinth_sdk::{db, Value};
-//! let rows = db::query("SELECT status, count(*) FROM orders WHERE total > ?1 GROUP BY status",
+//! let rows = db::query("SELECT status, count(*) FROM orders WHERE total > $1 GROUP BY status",
 //!                      &[Value::Real(10.0)])?;
 //! for row in &rows.rows {
 //!     let _status = &row[0];
 //! }
-//! db::execute("UPDATE orders SET status = ?1 WHERE id = ?2", &["shipped".into(), 7i64.into()])?;
+//! db::execute("UPDATE orders SET status = $1 WHERE id = $2", &["shipped".into(), 7i64.into()])?;
 //! # Ok::<(), plinth_sdk::Error>(())
 //! ```
 

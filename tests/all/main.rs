@@ -4,4 +4,5 @@ mod broadcast;
 mod cache;
 mod calls;
 mod compile_cache;
+mod db;
 mod hostile;

@@ -26,7 +26,7 @@ enum Command {
     /// Runs one call of an extension on the embedded capabilities and prints the result,
     /// the usage receipt, the log lines and the published messages as JSON. Exits 1 with
     /// the error code when the call fails.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Prints a component's world, imports, exports and `describe()`.
     Inspect {
         /// A component (.wasm), or a Rust extension's folder to build first.
@@ -116,7 +116,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn run_request(args: RunArgs) -> Result<RunRequest, PlinthError> {
+fn run_request(args: Box<RunArgs>) -> Result<RunRequest, PlinthError> {
     let RunArgs {
         extension,
         config,
@@ -131,7 +131,7 @@ fn run_request(args: RunArgs) -> Result<RunRequest, PlinthError> {
         installation,
         data_dir,
         redis_cache,
-    } = args;
+    } = *args;
     let config = parse_json("config", &config)?;
     let call = if tick {
         Call::Tick {

@@ -162,7 +162,7 @@ impl ResourceLimiter for Limiter {
         // Memories of one instance count together: a component may have several.
         // Checked: a 64-bit memory can ask for sizes near 2^64.
         let growth = (desired as u64).saturating_sub(current as u64);
-        let requested = self.memory_now.checked_add(growth).unwrap_or(u64::MAX);
+        let requested = self.memory_now.saturating_add(growth);
         if requested > self.memory_cap {
             return Err(LimitBreach::Memory {
                 requested,

@@ -149,6 +149,26 @@ impl PostgresDb {
         Ok(password)
     }
 
+    /// Removes a tenant's schema (with everything in it) and role: offboarding.
+    pub async fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
+        // Closing the tenant's connection first: a role with a session cannot be dropped.
+        self.tenants.lock().await.remove(tenant);
+        let (role, schema) = tenant_names(tenant);
+        let mut admin = self.admin.lock().await;
+        if admin.as_ref().is_none_or(Client::is_closed) {
+            *admin = Some(Self::connect(&self.base).await?);
+        }
+        let admin = admin.as_mut().expect("connected above");
+        admin
+            .batch_execute(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}';
+                 DROP SCHEMA IF EXISTS {schema} CASCADE;
+                 DROP ROLE IF EXISTS {role};"
+            ))
+            .await
+            .map_err(sql_error)
+    }
+
     async fn tenant(&self, tenant: &str) -> Result<Arc<TenantConnection>, BackendError> {
         let mut tenants = self.tenants.lock().await;
         if let Some(found) = tenants.get(tenant)

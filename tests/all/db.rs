@@ -1,0 +1,231 @@
+//! The database capability: one test body run against SQLite and PostgreSQL (a real
+//! server at 127.0.0.1:5432), and one tenant trying to reach another's data.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use plinth_host::BackendError;
+use plinth_host::capability::db::postgres::{PostgresDb, tenant_names};
+use plinth_host::capability::db::{DbBackend, DbValue, SqliteDb, StatementBounds};
+
+/// The PostgreSQL every machine of this project runs (see .ci/run); its user provisions
+/// tenants' roles and schemas.
+const POSTGRES_URL: &str = "postgresql://root@127.0.0.1:5432/test";
+
+fn tenants() -> (String, String) {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    (format!("a-{nanos}"), format!("b-{nanos}"))
+}
+
+fn bounds(max_rows: usize, within: Duration) -> StatementBounds {
+    StatementBounds {
+        max_rows,
+        max_bytes: 1 << 20,
+        deadline: Instant::now() + within,
+    }
+}
+
+const FOREVER: &str =
+    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+
+async fn keeps_the_contract(db: &dyn DbBackend, a: &str, b: &str) {
+    let ok = bounds(100, Duration::from_secs(5));
+    db.execute(
+        a,
+        "CREATE TABLE orders (id BIGINT PRIMARY KEY, total DOUBLE PRECISION, note TEXT, raw BYTEA)",
+        vec![],
+        ok,
+    )
+    .await
+    .unwrap();
+    let insert = "INSERT INTO orders (id, total, note, raw) VALUES ($1, $2, $3, $4)";
+    let first = vec![
+        DbValue::Integer(1),
+        DbValue::Real(12.5),
+        DbValue::Text("first".into()),
+        DbValue::Blob(vec![0, 255]),
+    ];
+    assert_eq!(db.execute(a, insert, first, ok).await.unwrap(), 1);
+    let second = vec![
+        DbValue::Integer(2),
+        DbValue::Real(7.0),
+        DbValue::Null,
+        DbValue::Null,
+    ];
+    assert_eq!(db.execute(a, insert, second, ok).await.unwrap(), 1);
+
+    let rows = db
+        .query(
+            a,
+            "SELECT id, total, note, raw FROM orders ORDER BY id",
+            vec![],
+            ok,
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.columns, ["id", "total", "note", "raw"]);
+    use DbValue::*;
+    assert_eq!(
+        rows.rows[0],
+        [
+            Integer(1),
+            Real(12.5),
+            Text("first".into()),
+            Blob(vec![0, 255])
+        ]
+    );
+    assert_eq!(rows.rows[1], [Integer(2), Real(7.0), Null, Null]);
+    let count = db
+        .query(
+            a,
+            "SELECT count(*) AS n FROM orders WHERE total > $1",
+            vec![Real(10.0)],
+            ok,
+        )
+        .await
+        .unwrap();
+    assert_eq!(count.rows, [[Integer(1)]]);
+
+    // Caps and deadlines.
+    let capped = db
+        .query(
+            a,
+            "SELECT id FROM orders",
+            vec![],
+            bounds(1, Duration::from_secs(5)),
+        )
+        .await;
+    assert!(
+        matches!(capped, Err(BackendError::QuotaExceeded(_))),
+        "{capped:?}"
+    );
+    let started = Instant::now();
+    let forever = db
+        .query(a, FOREVER, vec![], bounds(10, Duration::from_millis(300)))
+        .await;
+    assert!(
+        matches!(forever, Err(BackendError::Timeout(_))),
+        "{forever:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // query reads only.
+    let write = db.query(a, "DELETE FROM orders", vec![], ok).await;
+    assert!(
+        matches!(write, Err(BackendError::InvalidInput(_))),
+        "{write:?}"
+    );
+    assert_eq!(
+        db.query(a, "SELECT count(*) FROM orders", vec![], ok)
+            .await
+            .unwrap()
+            .rows,
+        [[Integer(2)]]
+    );
+
+    // Another tenant has its own database: the table is not there.
+    let other = db.query(b, "SELECT * FROM orders", vec![], ok).await;
+    assert!(
+        matches!(other, Err(BackendError::InvalidInput(_))),
+        "{other:?}"
+    );
+}
+
+#[tokio::test]
+async fn sqlite_keeps_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = tenants();
+    keeps_the_contract(&SqliteDb::open(dir.path()).unwrap(), &a, &b).await;
+}
+
+#[tokio::test]
+async fn postgres_keeps_the_contract() {
+    let (a, b) = tenants();
+    let db = PostgresDb::new(POSTGRES_URL).unwrap();
+    keeps_the_contract(&db, &a, &b).await;
+    for tenant in [&a, &b] {
+        db.drop_tenant(tenant).await.unwrap();
+    }
+    let gone = db
+        .query(
+            &a,
+            "SELECT * FROM orders",
+            vec![],
+            bounds(1, Duration::from_secs(5)),
+        )
+        .await;
+    assert!(
+        matches!(gone, Err(BackendError::InvalidInput(_))),
+        "a dropped tenant starts empty: {gone:?}"
+    );
+    db.drop_tenant(&a).await.unwrap();
+}
+
+#[tokio::test]
+async fn postgres_keeps_tenants_apart_whatever_they_try() {
+    let (a, b) = tenants();
+    let db = PostgresDb::new(POSTGRES_URL).unwrap();
+    let ok = bounds(100, Duration::from_secs(5));
+    db.execute(&a, "CREATE TABLE secrets (v TEXT)", vec![], ok)
+        .await
+        .unwrap();
+    db.execute(&a, "INSERT INTO secrets VALUES ('a-only')", vec![], ok)
+        .await
+        .unwrap();
+    db.execute(&b, "CREATE TABLE mine (v TEXT)", vec![], ok)
+        .await
+        .unwrap();
+    let (role_a, schema_a) = tenant_names(&a);
+    let attempts = [
+        format!("SELECT v FROM {schema_a}.secrets"),
+        format!("SELECT v FROM \"{schema_a}\".\"secrets\""),
+        format!("SELECT v FROM {schema_a}.secrets -- comment"),
+        format!("SELECT v FROM /* hidden */ {schema_a}.secrets"),
+        format!("SET ROLE {role_a}"),
+        "SET ROLE postgres".to_owned(),
+        "SET ROLE root".to_owned(),
+        "SET SESSION AUTHORIZATION root".to_owned(),
+        format!("CREATE SCHEMA {schema_a}_copy"),
+        "SELECT rolpassword FROM pg_authid".to_owned(),
+        format!("ALTER ROLE {role_a} PASSWORD 'x'"),
+        format!("DROP SCHEMA {schema_a} CASCADE"),
+    ];
+    for statement in &attempts {
+        let result = db.execute(&b, statement, vec![], ok).await;
+        assert!(
+            matches!(result, Err(BackendError::Denied(_))),
+            "{statement} must be denied, got {result:?}"
+        );
+    }
+    // Switching search_path is allowed but reaches nothing.
+    db.execute(&b, &format!("SET search_path = {schema_a}"), vec![], ok)
+        .await
+        .unwrap();
+    let result = db.query(&b, "SELECT v FROM secrets", vec![], ok).await;
+    assert!(result.is_err(), "{result:?}");
+    // A guest's own SET of statement_timeout does not lift the call's deadline.
+    db.execute(&b, "SET statement_timeout = 0", vec![], ok)
+        .await
+        .unwrap();
+    let forever = db
+        .query(&b, FOREVER, vec![], bounds(10, Duration::from_millis(300)))
+        .await;
+    assert!(
+        matches!(forever, Err(BackendError::Timeout(_))),
+        "{forever:?}"
+    );
+    // A's data is untouched.
+    let rows = db
+        .query(&a, "SELECT v FROM secrets", vec![], ok)
+        .await
+        .unwrap();
+    assert_eq!(rows.rows, [[DbValue::Text("a-only".into())]]);
+    for tenant in [&a, &b] {
+        db.drop_tenant(tenant).await.unwrap();
+    }
+}
