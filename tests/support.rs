@@ -113,3 +113,15 @@ pub fn append_to_module(text: String, items: &str) -> String {
     let end = text.rfind(')').expect("module text ends with )");
     format!("{}{items}\n)", &text[..end])
 }
+
+/// Two tenant names no other run uses, so runs against a shared Redis or PostgreSQL
+/// never collide.
+pub fn unique_tenants() -> (String, String) {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    (format!("a-{nanos}-{n}"), format!("b-{nanos}-{n}"))
+}

@@ -1,22 +1,15 @@
 //! The broadcast capability: one test body against every backend, and fan-out between
 //! two nodes through Redis.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use plinth_host::capability::broadcast::redis::RedisHub;
 use plinth_host::capability::broadcast::{BroadcastBackend, InProcessHub};
+use plinth_tests::unique_tenants;
 use serde_json::json;
 use tokio::time::timeout;
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
-
-fn tenants() -> (String, String) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    (format!("a-{nanos}"), format!("b-{nanos}"))
-}
 
 /// Waits until a Redis hub's pattern subscription is live.
 async fn listening(hub: &RedisHub) {
@@ -45,7 +38,7 @@ async fn settle(hub: &dyn BroadcastBackend, tenant: &str) {
 }
 
 async fn keeps_the_contract(hub: &dyn BroadcastBackend) {
-    let (a, b) = tenants();
+    let (a, b) = unique_tenants();
     let mut sales = hub.subscribe(&a, "sales");
     let mut other_topic = hub.subscribe(&a, "alerts");
     let mut other_tenant = hub.subscribe(&b, "sales");
@@ -94,7 +87,7 @@ async fn redis_hub_keeps_the_contract() {
 
 #[tokio::test]
 async fn redis_fans_out_between_nodes() {
-    let (tenant, other) = tenants();
+    let (tenant, other) = unique_tenants();
     let (node_one, node_two) = (
         RedisHub::new(REDIS_URL).unwrap(),
         RedisHub::new(REDIS_URL).unwrap(),
@@ -130,7 +123,7 @@ async fn redis_fans_out_between_nodes() {
 async fn without_redis_messages_still_reach_this_node() {
     // Nothing listens on this port: every publish is local-only, and says so.
     let hub = RedisHub::new("redis://127.0.0.1:1").unwrap();
-    let (tenant, _) = tenants();
+    let (tenant, _) = unique_tenants();
     let mut sales = hub.subscribe(&tenant, "sales");
     hub.publish(&tenant, "sales", json!(1)).await.unwrap();
     let message = timeout(Duration::from_secs(2), sales.recv())

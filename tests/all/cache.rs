@@ -3,29 +3,20 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use plinth_host::capability::cache::redis::RedisCache;
 use plinth_host::capability::cache::{CacheBackend, InProcessCache};
 use plinth_host::{BackendError, Backends, Call, Grants, Limits, Sandbox, SandboxConfig};
-use plinth_tests::{guest, invocation};
+use plinth_tests::{guest, invocation, unique_tenants};
 use serde_json::json;
 
 /// The Redis every machine of this project runs (see .ci/run).
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
-/// Tenant names no other run uses, so runs against a shared Redis never collide.
-fn tenants() -> (String, String) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    (format!("a-{nanos}"), format!("b-{nanos}"))
-}
-
 /// What every cache backend must do.
 async fn keeps_the_contract(cache: &dyn CacheBackend) {
-    let (a, b) = tenants();
+    let (a, b) = unique_tenants();
     assert_eq!(cache.get(&a, "missing").await.unwrap(), None);
     cache
         .set(&a, "orders:today", b"12".to_vec(), None)
@@ -118,7 +109,7 @@ async fn in_process_cache_keeps_the_contract() {
 async fn the_in_process_cache_is_bounded_per_value_and_per_tenant() {
     use plinth_host::capability::cache::{MAX_TENANT_BYTES, MAX_VALUE_BYTES};
     let cache = InProcessCache::default();
-    let (a, b) = tenants();
+    let (a, b) = unique_tenants();
     let too_big = vec![0u8; MAX_VALUE_BYTES + 1];
     assert!(matches!(
         cache.set(&a, "big", too_big, None).await,
@@ -173,7 +164,7 @@ async fn redis_cache_keeps_the_contract() {
 
 #[tokio::test]
 async fn cache_stats_shows_real_numbers_from_redis() {
-    let (tenant, _) = tenants();
+    let (tenant, _) = unique_tenants();
     let cache = Arc::new(RedisCache::new(REDIS_URL).unwrap());
     cache
         .set(&tenant, "report:today", b"{}".to_vec(), None)
@@ -278,7 +269,7 @@ async fn redis_stopped_mid_run_falls_back_and_recovers() {
     let port = 16_391;
     let mut redis = OwnRedis::start(port);
     let cache = RedisCache::new(&format!("redis://127.0.0.1:{}", redis.port)).unwrap();
-    let (tenant, _) = tenants();
+    let (tenant, _) = unique_tenants();
     cache
         .set(&tenant, "before", b"1".to_vec(), None)
         .await

@@ -1,23 +1,16 @@
 //! The database capability: one test body run against SQLite and PostgreSQL (a real
 //! server at 127.0.0.1:5432), and one tenant trying to reach another's data.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use plinth_host::BackendError;
 use plinth_host::capability::db::postgres::{PostgresDb, tenant_names};
 use plinth_host::capability::db::{DbBackend, DbValue, SqliteDb, StatementBounds};
+use plinth_tests::unique_tenants;
 
 /// The PostgreSQL every machine of this project runs (see .ci/run); its user provisions
 /// tenants' roles and schemas.
 const POSTGRES_URL: &str = "postgresql://root@127.0.0.1:5432/test";
-
-fn tenants() -> (String, String) {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    (format!("a-{nanos}"), format!("b-{nanos}"))
-}
 
 fn bounds(max_rows: usize, within: Duration) -> StatementBounds {
     StatementBounds {
@@ -139,13 +132,13 @@ async fn keeps_the_contract(db: &dyn DbBackend, a: &str, b: &str) {
 #[tokio::test]
 async fn sqlite_keeps_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = tenants();
+    let (a, b) = unique_tenants();
     keeps_the_contract(&SqliteDb::open(dir.path()).unwrap(), &a, &b).await;
 }
 
 #[tokio::test]
 async fn postgres_keeps_the_contract() {
-    let (a, b) = tenants();
+    let (a, b) = unique_tenants();
     let db = PostgresDb::new(POSTGRES_URL).unwrap();
     keeps_the_contract(&db, &a, &b).await;
     for tenant in [&a, &b] {
@@ -168,7 +161,7 @@ async fn postgres_keeps_the_contract() {
 
 #[tokio::test]
 async fn postgres_keeps_tenants_apart_whatever_they_try() {
-    let (a, b) = tenants();
+    let (a, b) = unique_tenants();
     let db = PostgresDb::new(POSTGRES_URL).unwrap();
     let ok = bounds(100, Duration::from_secs(5));
     db.execute(&a, "CREATE TABLE secrets (v TEXT)", vec![], ok)

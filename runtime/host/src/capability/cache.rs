@@ -67,6 +67,17 @@ impl Entry {
 
 /// Largest value the in-process cache keeps.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
+/// Refuses a value over [`MAX_VALUE_BYTES`]; every backend applies it.
+pub(crate) fn check_value_size(value: &[u8]) -> Result<(), BackendError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(BackendError::QuotaExceeded(format!(
+            "a value of {} bytes is over the cap of {MAX_VALUE_BYTES} bytes",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Bytes (keys and values) one tenant may keep in the in-process cache.
 pub const MAX_TENANT_BYTES: usize = 64 << 20;
 /// Keys one tenant may keep in the in-process cache.
@@ -179,12 +190,7 @@ impl CacheBackend for InProcessCache {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(BackendError::QuotaExceeded(format!(
-                "a value of {} bytes is over the cap of {MAX_VALUE_BYTES} bytes",
-                value.len()
-            )));
-        }
+        check_value_size(&value)?;
         self.with_tenant(tenant, |cache, now| {
             let hits = cache
                 .entries

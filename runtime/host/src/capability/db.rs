@@ -46,6 +46,30 @@ impl DbValue {
     }
 }
 
+/// Adds a row to a result, within the statement's row and byte caps.
+pub(crate) fn admit(
+    rows: &mut Vec<Vec<DbValue>>,
+    bytes: &mut usize,
+    row: Vec<DbValue>,
+    bounds: &StatementBounds,
+) -> Result<(), BackendError> {
+    if rows.len() == bounds.max_rows {
+        return Err(BackendError::QuotaExceeded(format!(
+            "the query returns more than {} rows",
+            bounds.max_rows
+        )));
+    }
+    *bytes += row.iter().map(DbValue::size).sum::<usize>();
+    if *bytes > bounds.max_bytes {
+        return Err(BackendError::QuotaExceeded(format!(
+            "the query returns more than {} bytes",
+            bounds.max_bytes
+        )));
+    }
+    rows.push(row);
+    Ok(())
+}
+
 /// A result set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DbRows {
@@ -327,24 +351,11 @@ impl DbBackend for SqliteDb {
                 .map_err(sql_error)?;
             let (mut out, mut bytes) = (Vec::new(), 0usize);
             while let Some(row) = rows.next().map_err(sql_error)? {
-                if out.len() == bounds.max_rows {
-                    return Err(BackendError::QuotaExceeded(format!(
-                        "the query returns more than {} rows",
-                        bounds.max_rows
-                    )));
-                }
                 let values = (0..columns.len())
                     .map(|i| row.get_ref(i).map(from_sql))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(sql_error)?;
-                bytes += values.iter().map(DbValue::size).sum::<usize>();
-                if bytes > bounds.max_bytes {
-                    return Err(BackendError::QuotaExceeded(format!(
-                        "the query returns more than {} bytes",
-                        bounds.max_bytes
-                    )));
-                }
-                out.push(values);
+                admit(&mut out, &mut bytes, values, &bounds)?;
             }
             Ok(DbRows { columns, rows: out })
         })

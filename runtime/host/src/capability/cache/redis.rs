@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError};
 
-use super::{CacheBackend, CacheStats, InProcessCache, KeyStat, MAX_VALUE_BYTES};
+use super::{CacheBackend, CacheStats, InProcessCache, KeyStat, check_value_size};
 use crate::capability::BackendError;
 
 /// How long one Redis operation may take before the call falls back.
@@ -227,12 +227,7 @@ impl CacheBackend for RedisCache {
         value: Vec<u8>,
         ttl: Option<Duration>,
     ) -> Result<(), BackendError> {
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(BackendError::QuotaExceeded(format!(
-                "a value of {} bytes is over the cap of {MAX_VALUE_BYTES} bytes",
-                value.len()
-            )));
-        }
+        check_value_size(&value)?;
         let full = key(tenant, name);
         let stored = self
             .on_redis(|mut c| {

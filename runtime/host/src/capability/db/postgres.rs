@@ -17,7 +17,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{DbBackend, DbRows, DbValue, StatementBounds};
+use super::{DbBackend, DbRows, DbValue, StatementBounds, admit};
 use crate::capability::BackendError;
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -366,7 +366,6 @@ impl DbBackend for PostgresDb {
         params: Vec<DbValue>,
         bounds: StatementBounds,
     ) -> Result<DbRows, BackendError> {
-        let max_bytes = bounds.max_bytes;
         self.run(tenant, bounds, true, async move |transaction| {
             let statement = transaction.prepare(sql).await.map_err(sql_error)?;
             let columns: Vec<String> = statement
@@ -382,23 +381,11 @@ impl DbBackend for PostgresDb {
             let (mut rows, mut bytes) = (Vec::new(), 0usize);
             while let Some(row) = stream.next().await {
                 let row = row.map_err(sql_error)?;
-                if rows.len() == bounds.max_rows {
-                    return Err(BackendError::QuotaExceeded(format!(
-                        "the query returns more than {} rows",
-                        bounds.max_rows
-                    )));
-                }
                 let values = (0..columns.len())
                     .map(|i| row.try_get::<_, Cell>(i).map(|cell| cell.0))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(sql_error)?;
-                bytes += values.iter().map(DbValue::size).sum::<usize>();
-                if bytes > max_bytes {
-                    return Err(BackendError::QuotaExceeded(format!(
-                        "the query returns more than {max_bytes} bytes"
-                    )));
-                }
-                rows.push(values);
+                admit(&mut rows, &mut bytes, values, &bounds)?;
             }
             Ok(DbRows { columns, rows })
         })
