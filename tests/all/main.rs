@@ -6,3 +6,4 @@ mod calls;
 mod compile_cache;
 mod db;
 mod hostile;
+mod quota;

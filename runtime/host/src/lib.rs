@@ -33,6 +33,7 @@ pub mod limits;
 pub mod receipt;
 pub mod sandbox;
 mod state;
+pub mod tenant_quota;
 pub mod wasi;
 
 pub use capability::{
@@ -45,4 +46,5 @@ pub use limits::Limits;
 pub use receipt::{Receipt, UsageOutcome};
 pub use sandbox::{Call, CallReport, Extension, Import, Invocation, Sandbox, SandboxConfig, World};
 pub use state::{LimitBreach, LogLine, Publication};
+pub use tenant_quota::TenantQuota;
 pub use wasi::{ImportKind, classify_import};

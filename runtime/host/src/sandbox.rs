@@ -27,6 +27,7 @@ use crate::json;
 use crate::limits::{Limits, MAX_MEMORY_BYTES};
 use crate::receipt::{Receipt, UsageOutcome};
 use crate::state::{CallRecord, CallState, CapView, LimitBreach, Limiter, LogLine, Publication};
+use crate::tenant_quota::{Permit, TenantQuota, TenantQuotas};
 use crate::wasi::{ImportKind, classify_import};
 
 /// How often the epoch advances. A call's deadline is a number of these ticks.
@@ -64,6 +65,8 @@ pub struct SandboxConfig {
     pub pool_instances: u32,
     /// Native stack a guest may use, in bytes.
     pub max_wasm_stack: usize,
+    /// What every tenant may use at once and per minute.
+    pub tenant_quota: TenantQuota,
 }
 
 impl Default for SandboxConfig {
@@ -74,6 +77,7 @@ impl Default for SandboxConfig {
             cache_dir: None,
             pool_instances: 64,
             max_wasm_stack: 512 << 10,
+            tenant_quota: TenantQuota::default(),
         }
     }
 }
@@ -228,6 +232,7 @@ pub struct Sandbox {
     backends: Backends,
     config: SandboxConfig,
     loaded: Mutex<HashMap<String, Arc<Extension>>>,
+    quotas: TenantQuotas,
     _ticker: Option<EpochTicker>,
 }
 
@@ -340,6 +345,7 @@ impl Sandbox {
             linker,
             cache,
             backends,
+            quotas: TenantQuotas::new(config.tenant_quota.clone()),
             config,
             loaded: Mutex::default(),
             _ticker: ticker,
@@ -536,8 +542,19 @@ impl Sandbox {
                 stderr,
             },
         );
-        let fuel_given = self.config.fuel.then(|| limits.fuel.unwrap_or(u64::MAX));
-        let outcome = match self.prepare_store(&mut store, extension, invocation, fuel_given) {
+        // Held to the end of the call: the tenant's running calls and fuel budget.
+        let permit = self.quotas.admit(&invocation.scope.tenant);
+        let budget_left = permit.as_ref().ok().and_then(Permit::fuel_left);
+        let fuel_given = self.config.fuel.then(|| {
+            limits
+                .fuel
+                .unwrap_or(u64::MAX)
+                .min(budget_left.unwrap_or(u64::MAX))
+        });
+        let admitted = permit.as_ref().map(|_| ()).map_err(Clone::clone);
+        let prepared = admitted
+            .and_then(|()| self.prepare_store(&mut store, extension, invocation, fuel_given));
+        let outcome = match prepared {
             Ok(()) => {
                 let run = run_call(&mut store, extension, &call, limits.output_bytes);
                 match tokio::time::timeout(limits.timeout + OUTER_GRACE, run).await {
@@ -548,6 +565,9 @@ impl Sandbox {
             Err(error) => Err(Failure::Refused(error)),
         };
         let fuel_used = fuel_given.and_then(|given| store.get_fuel().ok().map(|left| given - left));
+        if let (Ok(permit), Some(used)) = (&permit, fuel_used) {
+            permit.charge(used);
+        }
         let state = store.into_data();
         let outcome = outcome
             .map_err(|failure| failure.into_error(extension, invocation, &call, limits, &state));

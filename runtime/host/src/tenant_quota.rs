@@ -1,0 +1,123 @@
+//! Per-tenant quotas: how many calls of one tenant may run at once, and how much fuel a
+//! tenant may burn per minute. They keep one busy or hostile tenant from starving the
+//! others on a node; per-call limits alone cannot, since a tenant can make many calls.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{ErrorCode, PlinthError};
+
+/// The fuel budget's window.
+pub const FUEL_WINDOW: Duration = Duration::from_secs(60);
+
+/// Quotas every tenant of a sandbox gets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantQuota {
+    /// Calls of one tenant running at once; one more is refused with `QUOTA_EXCEEDED`.
+    pub concurrent_calls: usize,
+    /// Fuel one tenant may use per minute, over all its calls; `None` for no budget.
+    /// A call never gets more fuel than what is left of its tenant's budget.
+    pub fuel_per_minute: Option<u64>,
+}
+
+impl Default for TenantQuota {
+    fn default() -> Self {
+        TenantQuota {
+            concurrent_calls: 16,
+            // About one core busy for the whole minute.
+            fuel_per_minute: Some(60_000_000_000),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Usage {
+    running: AtomicUsize,
+    /// Start of the current window and the fuel used in it.
+    window: Mutex<Option<(Instant, u64)>>,
+}
+
+/// The quotas' live accounting, per tenant.
+#[derive(Default)]
+pub struct TenantQuotas {
+    quota: TenantQuota,
+    tenants: Mutex<HashMap<String, Arc<Usage>>>,
+}
+
+/// A running call's place in its tenant's quota; freed when dropped.
+pub struct Permit {
+    usage: Arc<Usage>,
+    budget: Option<u64>,
+}
+
+impl TenantQuotas {
+    pub fn new(quota: TenantQuota) -> Self {
+        TenantQuotas {
+            quota,
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// Admits one call of `tenant`, or says which quota it would exceed.
+    pub fn admit(&self, tenant: &str) -> Result<Permit, PlinthError> {
+        let usage = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+            tenants.entry(tenant.to_owned()).or_default().clone()
+        };
+        let running = usage.running.fetch_add(1, Ordering::AcqRel);
+        let permit = Permit {
+            usage,
+            budget: self.quota.fuel_per_minute,
+        };
+        if running >= self.quota.concurrent_calls {
+            // Dropping the permit gives the slot back.
+            return Err(PlinthError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "tenant {tenant} already has {} calls running, its limit",
+                    self.quota.concurrent_calls
+                ),
+            ));
+        }
+        if permit.fuel_left() == Some(0) {
+            return Err(PlinthError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "tenant {tenant} used its fuel budget of {} for this minute",
+                    self.quota.fuel_per_minute.unwrap_or(0)
+                ),
+            ));
+        }
+        Ok(permit)
+    }
+}
+
+impl Permit {
+    /// Fuel left in the tenant's budget for the current window; `None` without a budget.
+    pub fn fuel_left(&self) -> Option<u64> {
+        let budget = self.budget?;
+        let mut window = self.usage.window.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let (_, used) = *window.get_or_insert((now, 0));
+        if window.is_some_and(|(start, _)| now.duration_since(start) >= FUEL_WINDOW) {
+            *window = Some((now, 0));
+            return Some(budget);
+        }
+        Some(budget.saturating_sub(used))
+    }
+
+    /// Counts fuel a call used against its tenant's budget.
+    pub fn charge(&self, fuel: u64) {
+        let mut window = self.usage.window.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, used) = window.get_or_insert((Instant::now(), 0));
+        *used = used.saturating_add(fuel);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.usage.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
