@@ -487,3 +487,39 @@ async fn a_query_returning_too_many_bytes_is_refused() {
     assert_eq!(error.code, ErrorCode::QuotaExceeded, "{error:?}");
     assert!(error.message.contains("bytes"), "{}", error.message);
 }
+
+#[tokio::test]
+async fn a_locked_tenant_database_is_db_busy() {
+    let test = sandbox();
+    let hostile = test.sandbox.load(&guest("tests/guests/hostile")).unwrap();
+    let acme = invocation("acme", Grants::all(), Limits::default());
+    let create = render(json!({"attack": "sql", "sql": "CREATE TABLE t (x)"}));
+    assert!(
+        test.sandbox
+            .call(&hostile, &acme, create)
+            .await
+            .outcome
+            .is_ok()
+    );
+    // Other work holds the write lock on acme's file past the busy timeout.
+    let other = rusqlite::Connection::open(test.dir.path().join("db/acme.sqlite3")).unwrap();
+    other
+        .execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")
+        .unwrap();
+    let insert = render(json!({"attack": "sql", "sql": "INSERT INTO t VALUES (2)"}));
+    let error = test
+        .sandbox
+        .call(&hostile, &acme, insert.clone())
+        .await
+        .outcome
+        .unwrap_err();
+    assert_eq!(error.code, ErrorCode::DbBusy, "{error:?}");
+    other.execute_batch("COMMIT").unwrap();
+    assert!(
+        test.sandbox
+            .call(&hostile, &acme, insert)
+            .await
+            .outcome
+            .is_ok()
+    );
+}

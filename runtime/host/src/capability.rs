@@ -197,6 +197,10 @@ pub enum BackendError {
     QuotaExceeded(String),
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The tenant's database is locked by other work (`DB_BUSY`); the guest sees
+    /// `unavailable`.
+    #[error("database busy: {0}")]
+    Busy(String),
     #[error("timeout: {0}")]
     Timeout(String),
 }

@@ -36,6 +36,9 @@ pub enum ErrorCode {
     /// The component imports a capability the installation was not granted, or one that
     /// Plinth never provides.
     CapabilityDenied,
+    /// The tenant's database stayed locked by other work past the busy timeout; the guest
+    /// saw `unavailable` and passed it on. Retrying later may succeed.
+    DbBusy,
     /// The guest returned an error of the contract (`types.error`).
     GuestError,
     /// The request itself is malformed (bad JSON config, unknown limit, …).
@@ -60,6 +63,7 @@ impl ErrorCode {
             ErrorCode::InvalidComponent => "INVALID_COMPONENT",
             ErrorCode::WorldMismatch => "WORLD_MISMATCH",
             ErrorCode::CapabilityDenied => "CAPABILITY_DENIED",
+            ErrorCode::DbBusy => "DB_BUSY",
             ErrorCode::GuestError => "GUEST_ERROR",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::Internal => "INTERNAL",

@@ -109,6 +109,7 @@ impl<B: ?Sized> CapView<'_, B> {
                     (ErrorCode::QuotaExceeded, WitError::QuotaExceeded(m))
                 }
                 BackendError::Unavailable(m) => (ErrorCode::GuestError, WitError::Unavailable(m)),
+                BackendError::Busy(m) => (ErrorCode::DbBusy, WitError::Unavailable(m)),
                 BackendError::Timeout(m) => (ErrorCode::GuestError, WitError::Timeout(m)),
             };
             if code != ErrorCode::GuestError {

@@ -268,7 +268,7 @@ fn sql_error(error: rusqlite::Error) -> BackendError {
             BackendError::Timeout("the statement ran past the call's deadline".into())
         }
         Some(SqliteCode::DatabaseBusy | SqliteCode::DatabaseLocked) => {
-            BackendError::Unavailable("the database is busy (DB_BUSY); retry later".into())
+            BackendError::Busy("the tenant's database is locked by other work; retry later".into())
         }
         Some(SqliteCode::AuthorizationForStatementDenied) => BackendError::Denied(format!(
             "statement not allowed in a tenant database: {error}"

@@ -72,9 +72,7 @@ fn sql_error(error: tokio_postgres::Error) -> BackendError {
         | SqlState::CANNOT_CONNECT_NOW => BackendError::Unavailable(message),
         SqlState::T_R_SERIALIZATION_FAILURE
         | SqlState::T_R_DEADLOCK_DETECTED
-        | SqlState::LOCK_NOT_AVAILABLE => {
-            BackendError::Unavailable(format!("{message} (DB_BUSY); retry later"))
-        }
+        | SqlState::LOCK_NOT_AVAILABLE => BackendError::Busy(format!("{message}; retry later")),
         _ => BackendError::InvalidInput(message),
     }
 }
