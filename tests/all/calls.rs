@@ -523,3 +523,27 @@ async fn a_locked_tenant_database_is_db_busy() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn an_upgrade_that_imports_more_shows_the_difference_and_needs_a_grant() {
+    let test = sandbox();
+    let old = test
+        .sandbox
+        .load(&guest("extensions/hello-metric"))
+        .unwrap();
+    let new = test.sandbox.load(&guest("extensions/cache-stats")).unwrap();
+    use plinth_host::Capability::*;
+    assert_eq!(new.capabilities_added_since(&old), [Cache, Broadcast, Log]);
+    assert!(old.capabilities_added_since(&new).is_empty());
+    // The old installation's grants do not cover the new version.
+    let installed = invocation("acme", Grants::none(), Limits::default());
+    assert!(test.sandbox.check_grants(&old, &installed).is_ok());
+    let refused = test.sandbox.check_grants(&new, &installed).unwrap_err();
+    assert_eq!(refused.code, ErrorCode::CapabilityDenied);
+    let upgraded = invocation(
+        "acme",
+        "cache,broadcast,log".parse().unwrap(),
+        Limits::default(),
+    );
+    assert!(test.sandbox.check_grants(&new, &upgraded).is_ok());
+}

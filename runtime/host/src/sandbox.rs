@@ -131,6 +131,16 @@ impl Extension {
         found
     }
 
+    /// What an upgrade from `previous` to this version asks for beyond what `previous`
+    /// imported: the capabilities a tenant admin must grant before the upgrade.
+    pub fn capabilities_added_since(&self, previous: &Extension) -> Vec<Capability> {
+        let before = previous.capabilities();
+        self.capabilities()
+            .into_iter()
+            .filter(|c| !before.contains(c))
+            .collect()
+    }
+
     /// How messages name this extension: `name@version (sha256:…)` once described.
     pub fn label(&self) -> String {
         match self.label.get() {
