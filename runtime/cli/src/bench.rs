@@ -28,6 +28,12 @@ pub struct BenchArgs {
     /// Instances held live at once for the memory-per-instance case.
     #[arg(long, default_value_t = 50)]
     pub live_instances: usize,
+    /// The Redis measured by the host-call case.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+    /// The PostgreSQL measured by the host-call case.
+    #[arg(long, default_value = "postgresql://root@127.0.0.1:5432/test")]
+    pub postgres_url: String,
     /// Run only the cases whose names contain this (e.g. `hello`, `cpu`, `view`, `rss`, `load`).
     #[arg(long)]
     pub only: Option<String>,
@@ -212,6 +218,83 @@ struct Bench {
 }
 
 impl Bench {
+    /// Case 6: what one host call costs per backend, measured from inside a widget (a
+    /// render making `n` calls, minus a render making none, over `n`), beside the same
+    /// backend called natively.
+    async fn host_calls(&self) -> anyhow::Result<Value> {
+        use plinth_host::capability::db::StatementBounds;
+        use plinth_host::{BackendsConfig, CacheConfig, DbConfig};
+        let n = 200u32;
+        let rounds = (self.args.iterations / 10).max(20);
+        let redis = BackendsConfig {
+            cache: CacheConfig::Redis {
+                url: self.args.redis_url.clone(),
+            },
+            ..BackendsConfig::default()
+        };
+        let postgres = BackendsConfig {
+            db: DbConfig::Postgres {
+                url: self.args.postgres_url.clone(),
+            },
+            ..BackendsConfig::default()
+        };
+        let cases = [
+            ("cache_in_process", BackendsConfig::default(), "cache"),
+            ("cache_redis", redis, "cache"),
+            ("db_sqlite", BackendsConfig::default(), "db"),
+            ("db_postgres", postgres, "db"),
+        ];
+        let mut shown = serde_json::Map::new();
+        for (name, config, capability) in cases {
+            let backends = Backends::from_config(&config, &self.args.data_dir)?;
+            let sandbox = Sandbox::new(
+                SandboxConfig {
+                    cache_dir: Some(self.args.data_dir.join("compiled")),
+                    ..SandboxConfig::default()
+                },
+                backends.clone(),
+            )?;
+            let extension = sandbox.load(&self.widget)?;
+            let calls =
+                |n: u32| render(json!({"mode": "hostcalls", "capability": capability, "n": n}));
+            let with =
+                measure_calls(rounds, &sandbox, &extension, &self.invocation, &calls(n)).await?;
+            let without =
+                measure_calls(rounds, &sandbox, &extension, &self.invocation, &calls(0)).await?;
+            let in_widget_us = (with.median_us - without.median_us) / f64::from(n);
+            let tenant = &self.invocation.scope.tenant;
+            let mut native = Vec::new();
+            for _ in 0..rounds * 10 {
+                let started = Instant::now();
+                if capability == "cache" {
+                    backends.cache.get(tenant, "bench:key").await?;
+                } else {
+                    let bounds = StatementBounds {
+                        max_rows: 10,
+                        max_bytes: 1 << 20,
+                        deadline: Instant::now() + Duration::from_secs(5),
+                    };
+                    backends
+                        .db
+                        .query(tenant, "SELECT 1", vec![], bounds)
+                        .await?;
+                }
+                native.push(started.elapsed());
+            }
+            let native = Summary::of(native);
+            shown.insert(
+                name.into(),
+                json!({
+                    "per_call_in_widget_us": (in_widget_us * 100.0).round() / 100.0,
+                    "native_median_us": (native.median_us * 100.0).round() / 100.0,
+                    "native_p99_us": (native.p99_us * 100.0).round() / 100.0,
+                    "ratio": ((in_widget_us / native.median_us) * 10.0).round() / 10.0,
+                }),
+            );
+        }
+        Ok(Value::Object(shown))
+    }
+
     /// Case 1: instantiate + render + drop of hello-metric, against the same logic native.
     async fn hello_metric_render(&self) -> anyhow::Result<Value> {
         let n = self.args.iterations;
@@ -422,6 +505,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
     }
     if bench.args.wants("component_load") {
         report["component_load"] = bench.component_load().await?;
+    }
+    if bench.args.wants("host_calls") {
+        report["host_calls"] = bench.host_calls().await?;
     }
     Ok(report)
 }

@@ -2,7 +2,9 @@
 //! - `cpu` counts primes below `n` (a tight loop: the worst case for epoch and fuel checks);
 //! - `orders` summarises `n` synthetic orders (what a sales widget computes);
 //! - `view4k` returns a table of about 4 KiB as JSON;
-//! - `hold` sleeps `ms` milliseconds (many live instances at once, for memory per instance).
+//! - `hold` sleeps `ms` milliseconds (many live instances at once, for memory per instance);
+//! - `hostcalls` makes `n` calls to one capability (`cache`: a get; `db`: `SELECT 1`), for
+//!   the cost of a host call per backend.
 
 use plinth_sdk::prelude::*;
 use serde::Deserialize;
@@ -14,6 +16,7 @@ enum Config {
     Orders { n: u32 },
     View4k,
     Hold { ms: u64 },
+    Hostcalls { capability: String, n: u32 },
 }
 
 struct Bench;
@@ -56,6 +59,16 @@ impl Widget for Bench {
                     },
                 );
                 vec![table.into()]
+            }
+            Config::Hostcalls { capability, n } => {
+                for _ in 0..n {
+                    match capability.as_str() {
+                        "cache" => drop(cache::get("bench:key")?),
+                        "db" => drop(db::query("SELECT 1", &[])?),
+                        other => return Err(Error::invalid(format!("no capability {other:?}"))),
+                    }
+                }
+                vec![MetricCard::new("host calls", n as f64).into()]
             }
             Config::Hold { ms } => {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
