@@ -26,8 +26,8 @@ async fn a_tenant_cannot_run_more_calls_at_once_than_its_quota() {
         .sandbox
         .load(&guest("tests/guests/bench-widget"))
         .unwrap();
-    let busy = invocation("busy", Grants::none(), Limits::default());
-    let calm = invocation("calm", Grants::none(), Limits::default());
+    let busy = invocation("busy", Grants::all(), Limits::default());
+    let calm = invocation("calm", Grants::all(), Limits::default());
     let (one, two, three, other) = tokio::join!(
         test.sandbox.call(&widget, &busy, hold(400)),
         test.sandbox.call(&widget, &busy, hold(400)),

@@ -564,6 +564,8 @@ impl Sandbox {
         let admitted = permit.as_ref().map(|_| ()).map_err(Clone::clone);
         let prepared = admitted
             .and_then(|()| self.prepare_store(&mut store, extension, invocation, fuel_given));
+        // A call refused before it runs has used no fuel (its store was never fuelled).
+        let ran = prepared.is_ok();
         let outcome = match prepared {
             Ok(()) => {
                 let run = run_call(&mut store, extension, &call, limits.output_bytes);
@@ -574,7 +576,10 @@ impl Sandbox {
             }
             Err(error) => Err(Failure::Refused(error)),
         };
-        let fuel_used = fuel_given.and_then(|given| store.get_fuel().ok().map(|left| given - left));
+        let fuel_used = fuel_given.map(|given| match store.get_fuel() {
+            Ok(left) if ran => given - left,
+            _ => 0,
+        });
         if let (Ok(permit), Some(used)) = (&permit, fuel_used) {
             permit.charge(used);
         }
