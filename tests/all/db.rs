@@ -222,3 +222,49 @@ async fn postgres_keeps_tenants_apart_whatever_they_try() {
         db.drop_tenant(tenant).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn one_tenants_long_statement_does_not_hold_up_another() {
+    let (a, b) = unique_tenants();
+    let db = PostgresDb::new(POSTGRES_URL).unwrap();
+    let ok = bounds(10, Duration::from_secs(5));
+    // Both tenants exist and have connections.
+    db.query(&a, "SELECT 1", vec![], ok).await.unwrap();
+    db.query(&b, "SELECT 1", vec![], ok).await.unwrap();
+    let long = async {
+        let started = Instant::now();
+        db.query(
+            &a,
+            "SELECT pg_sleep(1.5)::text",
+            vec![],
+            bounds(10, Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+        started.elapsed()
+    };
+    let short = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A second call of the busy tenant waits for its own connection, but B does not.
+        let started = Instant::now();
+        db.query(&b, "SELECT 2", vec![], bounds(10, Duration::from_secs(5)))
+            .await
+            .unwrap();
+        started.elapsed()
+    };
+    let busy_again = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        db.query(&a, "SELECT 3", vec![], bounds(10, Duration::from_secs(5)))
+            .await
+            .unwrap();
+    };
+    let (long, short, ()) = tokio::join!(long, short, busy_again);
+    assert!(long >= Duration::from_millis(1_400), "{long:?}");
+    assert!(
+        short < Duration::from_millis(700),
+        "tenant B waited on tenant A: {short:?}"
+    );
+    for tenant in [&a, &b] {
+        db.drop_tenant(tenant).await.unwrap();
+    }
+}

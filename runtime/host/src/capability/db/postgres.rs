@@ -169,8 +169,13 @@ impl PostgresDb {
 
     async fn tenant(&self, tenant: &str) -> Result<Arc<TenantConnection>, BackendError> {
         let mut tenants = self.tenants.lock().await;
+        // Never wait on a tenant's connection while holding the map: a long statement of
+        // one tenant would block every other tenant's lookup. A connection in use is open.
         if let Some(found) = tenants.get(tenant)
-            && !found.client.lock().await.is_closed()
+            && found
+                .client
+                .try_lock()
+                .map_or(true, |client| !client.is_closed())
         {
             return Ok(found.clone());
         }
