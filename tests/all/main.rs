@@ -6,4 +6,5 @@ mod calls;
 mod compile_cache;
 mod db;
 mod hostile;
+mod isolation;
 mod quota;

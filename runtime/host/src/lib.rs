@@ -27,6 +27,7 @@
 pub mod bindings;
 pub mod capability;
 pub mod compile_cache;
+pub mod demo;
 pub mod error;
 mod json;
 pub mod limits;

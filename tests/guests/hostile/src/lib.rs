@@ -11,6 +11,9 @@ struct Config {
     attack: String,
     #[serde(default)]
     sql: String,
+    /// The key, prefix or topic an attack aims at.
+    #[serde(default)]
+    target: String,
 }
 
 struct Hostile;
@@ -113,6 +116,29 @@ impl Widget for Hostile {
             "publish-then-fail" => {
                 broadcast::publish("news", "{\"leaked\": true}")?;
                 Err(Error::Internal("failing after publishing".into()))
+            }
+            "cache-get" => {
+                let found = cache::get(&config.target)?;
+                let shown = found.map_or("none".to_owned(), |v| {
+                    String::from_utf8_lossy(&v).into_owned()
+                });
+                Ok(vec![
+                    Table::new("found", [("value", "Value")])
+                        .row(vec![shown.into()])
+                        .into(),
+                ])
+            }
+            "cache-set" => {
+                cache::set(&config.target, b"overwritten by a", None)?;
+                Ok(vec![])
+            }
+            "cache-invalidate" => {
+                let removed = cache::invalidate_prefix(&config.target)?;
+                Ok(vec![MetricCard::new("removed", removed as f64).into()])
+            }
+            "publish" => {
+                broadcast::publish(&config.target, "{\"from\": \"a\"}")?;
+                Ok(vec![])
             }
             "log" => {
                 log::info("one");
