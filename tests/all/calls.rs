@@ -319,6 +319,7 @@ async fn logs_reach_the_report_and_the_installation_ring() {
     let few = Limits {
         log_lines: 5,
         host_calls: 2_000_000,
+        capability_calls: 2_000_000,
         timeout: std::time::Duration::from_secs(10),
         ..Limits::default()
     };

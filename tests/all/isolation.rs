@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use plinth_host::capability::db::postgres::{PostgresDb, tenant_names};
 use plinth_host::capability::db::{DbValue, SqliteDb, StatementBounds};
 use plinth_host::{
-    Backends, BackendsConfig, CacheConfig, Call, DbConfig, Grants, Limits, Sandbox, SandboxConfig,
+    Backends, BackendsConfig, BroadcastConfig, CacheConfig, Call, DbConfig, Grants, Limits,
+    Sandbox, SandboxConfig,
 };
 use plinth_tests::{guest, invocation, unique_tenants};
 use serde_json::json;
@@ -150,6 +151,7 @@ async fn cross_tenant_suite_on_embedded_backends() {
 
 #[tokio::test]
 async fn cross_tenant_suite_on_redis_and_postgres() {
+    // Every backend real: Redis cache, Redis pub/sub, PostgreSQL.
     let config = BackendsConfig {
         cache: CacheConfig::Redis {
             url: REDIS_URL.into(),
@@ -157,7 +159,9 @@ async fn cross_tenant_suite_on_redis_and_postgres() {
         db: DbConfig::Postgres {
             url: POSTGRES_URL.into(),
         },
-        ..BackendsConfig::default()
+        broadcast: BroadcastConfig::Redis {
+            url: REDIS_URL.into(),
+        },
     };
     let tenants = tenant_a_cannot_reach_tenant_b(config, |b, _| {
         let (role, schema) = tenant_names(b);

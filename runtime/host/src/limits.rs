@@ -31,8 +31,10 @@ pub struct Limits {
     /// Wall-clock deadline for the whole call, instantiation included.
     #[serde(with = "millis")]
     pub timeout: Duration,
-    /// Cap on calls from the guest into capabilities.
+    /// Cap on calls from the guest into capabilities, all together.
     pub host_calls: u64,
+    /// Cap on calls into any one capability.
+    pub capability_calls: u64,
     /// Cap on bytes crossing from the guest to the host in one transfer (arguments of
     /// a host call, or the call's result), and on the size of the result as JSON.
     pub output_bytes: usize,
@@ -59,6 +61,7 @@ impl Default for Limits {
             memories: 4,
             timeout: Duration::from_millis(1_000),
             host_calls: 10_000,
+            capability_calls: 5_000,
             output_bytes: 1 << 20,
             log_lines: 200,
             db_rows: 10_000,
@@ -129,6 +132,9 @@ impl Limits {
                     parse_duration(value).ok_or_else(|| bad("expected e.g. 500ms or 2s"))?
             }
             "host-calls" => self.host_calls = value.parse().map_err(|_| bad("expected a count"))?,
+            "capability-calls" => {
+                self.capability_calls = value.parse().map_err(|_| bad("expected a count"))?
+            }
             "output" => {
                 self.output_bytes =
                     parse_size(value).ok_or_else(|| bad("expected a size"))? as usize
@@ -147,7 +153,7 @@ impl Limits {
             }
             _ => {
                 return Err(bad(
-                    "unknown limit (fuel, memory, table-elements, instances, timeout, host-calls, output, log-lines, db-rows, db-bytes, broadcast-messages, broadcast-bytes)",
+                    "unknown limit (fuel, memory, table-elements, instances, timeout, host-calls, capability-calls, output, log-lines, db-rows, db-bytes, broadcast-messages, broadcast-bytes)",
                 ));
             }
         }

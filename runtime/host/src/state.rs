@@ -24,6 +24,8 @@ pub enum LimitBreach {
     Table { requested: usize, cap: usize },
     #[error("more than {cap} host calls in one call")]
     HostCalls { cap: u64 },
+    #[error("more than {cap} calls to the `{capability}` capability in one call")]
+    CapabilityCalls { capability: Capability, cap: u64 },
     #[error("the result is {bytes} bytes as JSON, over the cap of {cap} bytes")]
     Output { bytes: usize, cap: usize },
     #[error("called the `{capability}` capability, which is not granted")]
@@ -34,7 +36,9 @@ impl LimitBreach {
     pub fn code(&self) -> ErrorCode {
         match self {
             LimitBreach::Memory { .. } | LimitBreach::Table { .. } => ErrorCode::MemoryLimit,
-            LimitBreach::HostCalls { .. } => ErrorCode::QuotaExceeded,
+            LimitBreach::HostCalls { .. } | LimitBreach::CapabilityCalls { .. } => {
+                ErrorCode::QuotaExceeded
+            }
             LimitBreach::Output { .. } => ErrorCode::OutputTooLarge,
             LimitBreach::Ungranted { .. } => ErrorCode::CapabilityDenied,
         }
@@ -88,7 +92,15 @@ impl<B: ?Sized> CapView<'_, B> {
             return Err(LimitBreach::Ungranted { capability }.into());
         }
         self.record.total_host_calls += 1;
-        *self.record.host_calls.entry(capability).or_default() += 1;
+        let calls = self.record.host_calls.entry(capability).or_default();
+        *calls += 1;
+        if *calls > self.limits.capability_calls {
+            return Err(LimitBreach::CapabilityCalls {
+                capability,
+                cap: self.limits.capability_calls,
+            }
+            .into());
+        }
         if self.record.total_host_calls > self.limits.host_calls {
             return Err(LimitBreach::HostCalls {
                 cap: self.limits.host_calls,
