@@ -6,6 +6,7 @@ pub mod broadcast;
 pub mod cache;
 pub mod db;
 pub mod log;
+mod redis_link;
 
 use std::collections::BTreeSet;
 use std::fmt;

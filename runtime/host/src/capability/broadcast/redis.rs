@@ -7,20 +7,18 @@
 //! this node's subscribers only; that is counted and logged.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 use super::{BroadcastBackend, InProcessHub, Message};
 use crate::capability::BackendError;
+use crate::capability::redis_link::{OPERATION_TIMEOUT, RETRY_AFTER, RedisLink};
 
-const OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
-const RECONNECT_AFTER: Duration = Duration::from_millis(500);
 const CHANNEL_PATTERN: &str = "plinth:{*}:b:*";
 
 fn channel(tenant: &str, topic: &str) -> String {
@@ -44,10 +42,8 @@ struct Envelope {
 pub struct RedisHub {
     /// Random per hub: tells this node's messages from other nodes'.
     node: String,
-    client: redis::Client,
+    link: RedisLink,
     local: Arc<InProcessHub>,
-    publisher: tokio::sync::Mutex<Option<ConnectionManager>>,
-    retry_at: Mutex<Option<Instant>>,
     listening: OnceLock<()>,
     listener_connected: Arc<AtomicBool>,
     local_only: AtomicU64,
@@ -57,16 +53,13 @@ impl RedisHub {
     /// A hub on the Redis at `url`. Connects lazily; the listener starts with the first
     /// subscription or publication.
     pub fn new(url: &str) -> Result<Self, BackendError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| BackendError::InvalidInput(format!("redis URL {url:?}: {e}")))?;
+        let link = RedisLink::open(url)?;
         let mut node = [0u8; 8];
         getrandom::fill(&mut node).map_err(|e| BackendError::Unavailable(e.to_string()))?;
         Ok(RedisHub {
             node: hex::encode(node),
-            client,
+            link,
             local: Arc::new(InProcessHub::default()),
-            publisher: tokio::sync::Mutex::new(None),
-            retry_at: Mutex::new(None),
             listening: OnceLock::new(),
             listener_connected: Arc::new(AtomicBool::new(false)),
             local_only: AtomicU64::new(0),
@@ -89,7 +82,7 @@ impl RedisHub {
                 tracing::error!("broadcast listener needs a tokio runtime; messages from other nodes will not arrive");
                 return;
             };
-            let (client, local) = (self.client.clone(), self.local.clone());
+            let (client, local) = (self.link.client().clone(), self.local.clone());
             let (connected, node) = (self.listener_connected.clone(), self.node.clone());
             runtime.spawn(async move {
                 loop {
@@ -115,40 +108,14 @@ impl RedisHub {
                         },
                         Err(error) => tracing::debug!(%error, "redis broadcast: cannot connect"),
                     }
-                    tokio::time::sleep(RECONNECT_AFTER).await;
+                    tokio::time::sleep(RETRY_AFTER).await;
                 }
             });
         });
     }
 
     async fn publisher(&self) -> Option<ConnectionManager> {
-        if let Some(at) = *self.retry_at.lock().unwrap_or_else(|p| p.into_inner())
-            && Instant::now() < at
-        {
-            return None;
-        }
-        let mut slot = self.publisher.lock().await;
-        if slot.is_none() {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(OPERATION_TIMEOUT))
-                .set_response_timeout(Some(OPERATION_TIMEOUT))
-                .set_number_of_retries(0);
-            let connecting = self.client.get_connection_manager_with_config(config);
-            *slot = tokio::time::timeout(OPERATION_TIMEOUT, connecting)
-                .await
-                .ok()
-                .and_then(Result::ok);
-            if slot.is_none() {
-                self.went_down();
-            }
-        }
-        slot.clone()
-    }
-
-    /// Skips Redis for a while, so a burst of messages does not wait on it one by one.
-    fn went_down(&self) {
-        *self.retry_at.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + RECONNECT_AFTER);
+        self.link.connection().await.ok()
     }
 }
 
@@ -170,7 +137,7 @@ impl BroadcastBackend for RedisHub {
                     Ok(Ok(_))
                 );
                 if !sent {
-                    self.went_down();
+                    self.link.went_down();
                 }
                 sent
             }

@@ -3,21 +3,17 @@
 //! fall back to an in-process cache; the fallback is counted and logged, and Redis is
 //! tried again after a short pause.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError};
 
 use super::{CacheBackend, CacheStats, InProcessCache, KeyStat, check_value_size};
 use crate::capability::BackendError;
+use crate::capability::redis_link::{LinkDown, OPERATION_TIMEOUT, RedisLink};
 
-/// How long one Redis operation may take before the call falls back.
-const OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
-/// How long the fallback is used before Redis is tried again.
-const RETRY_AFTER: Duration = Duration::from_millis(500);
 /// Keys examined at most by `stats` (key count and memory are exact below this).
 const STATS_SCAN_LIMIT: usize = 10_000;
 
@@ -34,9 +30,7 @@ return value
 ";
 
 pub struct RedisCache {
-    client: redis::Client,
-    connection: tokio::sync::Mutex<Option<ConnectionManager>>,
-    retry_at: Mutex<Option<Instant>>,
+    link: RedisLink,
     fallback: InProcessCache,
     on_fallback: AtomicBool,
     fallback_calls: AtomicU64,
@@ -68,12 +62,8 @@ impl RedisCache {
     /// A cache on the Redis at `url` (`redis://127.0.0.1:6379`). Connects lazily, so
     /// Plinth starts even while Redis is down.
     pub fn new(url: &str) -> Result<Self, BackendError> {
-        let client = redis::Client::open(url)
-            .map_err(|e| BackendError::InvalidInput(format!("redis URL {url:?}: {e}")))?;
         Ok(RedisCache {
-            client,
-            connection: tokio::sync::Mutex::new(None),
-            retry_at: Mutex::new(None),
+            link: RedisLink::open(url)?,
             fallback: InProcessCache::default(),
             on_fallback: AtomicBool::new(false),
             fallback_calls: AtomicU64::new(0),
@@ -92,40 +82,23 @@ impl RedisCache {
     }
 
     async fn connection(&self) -> Option<ConnectionManager> {
-        if let Some(at) = *self.retry_at.lock().unwrap_or_else(|p| p.into_inner())
-            && Instant::now() < at
-        {
-            return None;
-        }
-        let mut slot = self.connection.lock().await;
-        if slot.is_none() {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(OPERATION_TIMEOUT))
-                .set_response_timeout(Some(OPERATION_TIMEOUT))
-                .set_number_of_retries(0);
-            match tokio::time::timeout(
-                OPERATION_TIMEOUT,
-                self.client.get_connection_manager_with_config(config),
-            )
-            .await
-            {
-                Ok(Ok(connection)) => *slot = Some(connection),
-                Ok(Err(error)) => {
-                    self.went_down(&error.to_string());
-                    return None;
-                }
-                Err(_) => {
-                    self.went_down("connecting timed out");
-                    return None;
-                }
+        match self.link.connection().await {
+            Ok(connection) => Some(connection),
+            Err(LinkDown::Paused) => None,
+            Err(LinkDown::Failed(why)) => {
+                self.note_down(&why);
+                None
             }
         }
-        slot.clone()
     }
 
     fn went_down(&self, why: &str) {
-        *self.retry_at.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + RETRY_AFTER);
+        self.link.went_down();
+        self.note_down(why);
+    }
+
+    /// Logs the switch to the fallback once, not on every call.
+    fn note_down(&self, why: &str) {
         if !self.on_fallback.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error = why,
