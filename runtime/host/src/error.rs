@@ -45,6 +45,30 @@ pub enum ErrorCode {
     InvalidRequest,
     /// A host-side failure that is not the guest's doing.
     Internal,
+    /// The request carries no token, or one Plinth does not know.
+    Unauthenticated,
+    /// The token is valid but its role or tenant does not allow this.
+    Forbidden,
+    /// No such tenant, component, installation, dashboard or route.
+    NotFound,
+    /// The thing already exists, or is in a state that refuses the request.
+    Conflict,
+    /// The request body is larger than the server accepts.
+    PayloadTooLarge,
+    /// Too many requests (or compilations, or WebSocket messages) at once.
+    RateLimited,
+    /// Compiling an uploaded component took longer than the server allows.
+    CompileTimeout,
+    /// An installation's config does not match the widget's JSON schema.
+    InvalidConfig,
+    /// An upgrade imports capabilities the installation has not been granted.
+    GrantsRequired,
+    /// The installation is disabled by its tenant.
+    InstallationDisabled,
+    /// The installation was parked by the circuit breaker after repeated failures.
+    InstallationParked,
+    /// A service Plinth depends on (metadata database, Redis) cannot be reached.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -67,7 +91,67 @@ impl ErrorCode {
             ErrorCode::GuestError => "GUEST_ERROR",
             ErrorCode::InvalidRequest => "INVALID_REQUEST",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::CompileTimeout => "COMPILE_TIMEOUT",
+            ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::GrantsRequired => "GRANTS_REQUIRED",
+            ErrorCode::InstallationDisabled => "INSTALLATION_DISABLED",
+            ErrorCode::InstallationParked => "INSTALLATION_PARKED",
+            ErrorCode::Unavailable => "UNAVAILABLE",
         }
+    }
+}
+
+impl ErrorCode {
+    /// Every code, for documentation and the OpenAPI document.
+    pub const ALL: [ErrorCode; 28] = [
+        ErrorCode::ExecutionTimeout,
+        ErrorCode::FuelExhausted,
+        ErrorCode::MemoryLimit,
+        ErrorCode::StackOverflow,
+        ErrorCode::OutputTooLarge,
+        ErrorCode::QuotaExceeded,
+        ErrorCode::GuestTrap,
+        ErrorCode::GuestAbiError,
+        ErrorCode::NotAComponent,
+        ErrorCode::InvalidComponent,
+        ErrorCode::WorldMismatch,
+        ErrorCode::CapabilityDenied,
+        ErrorCode::DbBusy,
+        ErrorCode::GuestError,
+        ErrorCode::InvalidRequest,
+        ErrorCode::Internal,
+        ErrorCode::Unauthenticated,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::RateLimited,
+        ErrorCode::CompileTimeout,
+        ErrorCode::InvalidConfig,
+        ErrorCode::GrantsRequired,
+        ErrorCode::InstallationDisabled,
+        ErrorCode::InstallationParked,
+        ErrorCode::Unavailable,
+    ];
+
+    /// Whether the guest caused this failure (the circuit breaker counts these).
+    pub fn is_guest_fault(self) -> bool {
+        matches!(
+            self,
+            ErrorCode::ExecutionTimeout
+                | ErrorCode::FuelExhausted
+                | ErrorCode::MemoryLimit
+                | ErrorCode::StackOverflow
+                | ErrorCode::OutputTooLarge
+                | ErrorCode::GuestTrap
+                | ErrorCode::GuestAbiError
+        )
     }
 }
 

@@ -47,5 +47,5 @@ pub use limits::Limits;
 pub use receipt::{Receipt, UsageOutcome};
 pub use sandbox::{Call, CallReport, Extension, Import, Invocation, Sandbox, SandboxConfig, World};
 pub use state::{LimitBreach, LogLine, Publication};
-pub use tenant_quota::TenantQuota;
+pub use tenant_quota::{TenantQuota, TenantQuotas};
 pub use wasi::{ImportKind, classify_import};

@@ -374,6 +374,11 @@ impl Sandbox {
         &self.config
     }
 
+    /// The per-tenant quotas and their live usage.
+    pub fn tenant_quotas(&self) -> &TenantQuotas {
+        &self.quotas
+    }
+
     /// Loads a component: checks it is a component, compiles it (or loads its cached
     /// code), checks its imports against what Plinth provides and its exports against a
     /// Plinth world, and pre-instantiates it. The same bytes load once per sandbox.
@@ -562,8 +567,9 @@ impl Sandbox {
                 .min(budget_left.unwrap_or(u64::MAX))
         });
         let admitted = permit.as_ref().map(|_| ()).map_err(Clone::clone);
-        let prepared = admitted
-            .and_then(|()| self.prepare_store(&mut store, extension, invocation, fuel_given));
+        let prepared = admitted.and_then(|()| {
+            self.prepare_store(&mut store, extension, &call, invocation, fuel_given)
+        });
         // A call refused before it runs has used no fuel (its store was never fuelled).
         let ran = prepared.is_ok();
         let outcome = match prepared {
@@ -660,11 +666,16 @@ impl Sandbox {
         &self,
         store: &mut Store<CallState>,
         extension: &Extension,
+        call: &Call,
         invocation: &Invocation,
         fuel: Option<u64>,
     ) -> Result<(), PlinthError> {
         invocation.limits.validate()?;
-        self.check_grants(extension, invocation)?;
+        // `describe` runs at upload, before anything is granted: it may run with no
+        // grants, and any capability it tries is refused by the host function.
+        if !matches!(call, Call::Describe) {
+            self.check_grants(extension, invocation)?;
+        }
         store.limiter(|state| &mut state.limiter);
         if let Some(fuel) = fuel {
             store.set_fuel(fuel).map_err(internal("setting fuel"))?;

@@ -13,7 +13,8 @@ use crate::error::{ErrorCode, PlinthError};
 pub const FUEL_WINDOW: Duration = Duration::from_secs(60);
 
 /// Quotas every tenant of a sandbox gets.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TenantQuota {
     /// Calls of one tenant running at once; one more is refused with `QUOTA_EXCEEDED`.
     pub concurrent_calls: usize,
@@ -34,6 +35,8 @@ impl Default for TenantQuota {
 
 #[derive(Default)]
 struct Usage {
+    /// This tenant's own quota, set by an operator; the sandbox's default otherwise.
+    quota: Mutex<Option<TenantQuota>>,
     running: AtomicUsize,
     /// Start of the current window and the fuel used in it.
     window: Mutex<Option<(Instant, u64)>>,
@@ -60,24 +63,63 @@ impl TenantQuotas {
         }
     }
 
+    fn usage(&self, tenant: &str) -> Arc<Usage> {
+        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        tenants.entry(tenant.to_owned()).or_default().clone()
+    }
+
+    /// Gives `tenant` its own quota (`None`: back to the default).
+    pub fn set(&self, tenant: &str, quota: Option<TenantQuota>) {
+        *self
+            .usage(tenant)
+            .quota
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = quota;
+    }
+
+    /// The quota `tenant` runs under.
+    pub fn quota_of(&self, tenant: &str) -> TenantQuota {
+        self.usage(tenant)
+            .quota
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.quota.clone())
+    }
+
+    /// Calls of `tenant` running now, and fuel used in the current window.
+    pub fn usage_of(&self, tenant: &str) -> (usize, u64) {
+        let usage = self.usage(tenant);
+        let running = usage.running.load(Ordering::Acquire);
+        let window = usage.window.lock().unwrap_or_else(|p| p.into_inner());
+        let used = match *window {
+            Some((start, used)) if start.elapsed() < FUEL_WINDOW => used,
+            _ => 0,
+        };
+        (running, used)
+    }
+
     /// Admits one call of `tenant`, or says which quota it would exceed.
     pub fn admit(&self, tenant: &str) -> Result<Permit, PlinthError> {
-        let usage = {
-            let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-            tenants.entry(tenant.to_owned()).or_default().clone()
-        };
+        let usage = self.usage(tenant);
+        let quota = usage
+            .quota
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| self.quota.clone());
         let running = usage.running.fetch_add(1, Ordering::AcqRel);
         let permit = Permit {
             usage,
-            budget: self.quota.fuel_per_minute,
+            budget: quota.fuel_per_minute,
         };
-        if running >= self.quota.concurrent_calls {
+        if running >= quota.concurrent_calls {
             // Dropping the permit gives the slot back.
             return Err(PlinthError::new(
                 ErrorCode::QuotaExceeded,
                 format!(
                     "tenant {tenant} already has {} calls running, its limit",
-                    self.quota.concurrent_calls
+                    quota.concurrent_calls
                 ),
             ));
         }
@@ -86,7 +128,7 @@ impl TenantQuotas {
                 ErrorCode::QuotaExceeded,
                 format!(
                     "tenant {tenant} used its fuel budget of {} for this minute",
-                    self.quota.fuel_per_minute.unwrap_or(0)
+                    quota.fuel_per_minute.unwrap_or(0)
                 ),
             ));
         }

@@ -41,6 +41,11 @@ pub trait BroadcastBackend: Send + Sync {
 
     /// Receives what is published to `topic` of `tenant` from now on.
     fn subscribe(&self, tenant: &str, topic: &str) -> broadcast::Receiver<Message>;
+
+    /// Messages delivered to this node only because the shared bus was down (a metric).
+    fn local_only_deliveries(&self) -> u64 {
+        0
+    }
 }
 
 /// The embedded hub: one channel per (tenant, topic) in this process.

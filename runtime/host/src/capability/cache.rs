@@ -51,6 +51,11 @@ pub trait CacheBackend: Send + Sync {
     async fn incr(&self, tenant: &str, key: &str, delta: i64) -> Result<i64, BackendError>;
     async fn invalidate_prefix(&self, tenant: &str, prefix: &str) -> Result<u64, BackendError>;
     async fn stats(&self, tenant: &str, top: usize) -> Result<CacheStats, BackendError>;
+
+    /// Calls answered by a fallback while the real backend was unreachable (a metric).
+    fn fallback_calls(&self) -> u64 {
+        0
+    }
 }
 
 struct Entry {

@@ -121,6 +121,10 @@ impl RedisHub {
 
 #[async_trait]
 impl BroadcastBackend for RedisHub {
+    fn local_only_deliveries(&self) -> u64 {
+        RedisHub::local_only_deliveries(self)
+    }
+
     async fn publish(
         &self,
         tenant: &str,

@@ -174,6 +174,10 @@ impl RedisCache {
 
 #[async_trait]
 impl CacheBackend for RedisCache {
+    fn fallback_calls(&self) -> u64 {
+        RedisCache::fallback_calls(self)
+    }
+
     async fn get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let keys = [key(tenant, name), stats_key(tenant), top_key(tenant)];
         let found = self
