@@ -8,3 +8,4 @@ mod db;
 mod hostile;
 mod isolation;
 mod quota;
+mod server;

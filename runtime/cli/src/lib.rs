@@ -1,8 +1,10 @@
 //! The `plinth` command as a library, so tests drive exactly what users run.
 
 pub mod bench;
+pub mod bench_server;
 pub mod guest_build;
 pub mod scaffold;
+pub mod serve;
 
 use std::path::{Path, PathBuf};
 

@@ -157,3 +157,70 @@ fn new_widget_scaffolds_a_crate_that_builds_and_runs() {
     assert!(!output.status.success());
     assert_eq!(json["error"]["code"], "INVALID_REQUEST");
 }
+
+/// `plinth serve` as the README runs it: it prints the console URL and the demo token, and
+/// the demo tenant's dashboard widgets render over HTTP.
+#[test]
+fn serve_starts_with_a_demo_tenant() {
+    use std::io::{BufRead, BufReader, Read, Write};
+
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("plinth serve starts");
+    // Kills the server however the test ends.
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let stdout = child.stdout.take().unwrap();
+    let _stop = Stop(child);
+    let mut console = None;
+    for line in BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("console: ") {
+            console = Some(url.to_owned());
+            break;
+        }
+    }
+    let console = console.expect("serve printed the console URL");
+    let (base, fragment) = console.split_once("/#").unwrap();
+    let token = fragment.split("token=").nth(1).unwrap();
+    let host = base.strip_prefix("http://").unwrap();
+    let get = |path: &str| -> String {
+        let mut stream = std::net::TcpStream::connect(host).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        response
+    };
+    let page = get("/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Plinth console"));
+    let dashboard = get("/api/v1/tenants/demo/dashboards/main");
+    assert!(
+        dashboard.contains("\"installation\":\"cache-stats\""),
+        "{dashboard}"
+    );
+    for widget in ["hello-metric", "cache-stats"] {
+        let rendered = get(&format!("/api/v1/tenants/demo/installations/{widget}/data"));
+        assert!(rendered.starts_with("HTTP/1.1 200"), "{widget}: {rendered}");
+        assert!(
+            rendered.contains("\"kind\":\"metric_card\""),
+            "{widget}: {rendered}"
+        );
+    }
+    let token_file = std::fs::read_to_string(data.path().join("demo-token")).unwrap();
+    assert_eq!(token_file.trim(), token);
+}

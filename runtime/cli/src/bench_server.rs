@@ -1,0 +1,437 @@
+//! `plinth bench-server`: the server under load on loopback, in one run.
+//!
+//! - `render`: wrk against the render endpoint and against a native axum handler that
+//!   produces the same JSON; requests per second, p50 and p99, and their ratio.
+//! - `ticks`: thousands of installations ticking every 5 s; CPU used and tick lateness.
+//! - `fanout`: one topic with thousands of WebSocket subscribers (in a child process,
+//!   so neither side runs out of file descriptors); messages delivered per second.
+
+use std::io::{BufRead, BufReader, Write as _};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail, ensure};
+use axum::http::HeaderMap;
+use futures_util::{SinkExt, StreamExt};
+use plinth_server::{App, Role, ServerConfig};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchServerArgs {
+    /// Run only the cases whose names contain this: `render`, `ticks`, `fanout`.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Seconds each wrk run and the tick measurement last.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// wrk connections.
+    #[arg(long, default_value_t = 16)]
+    pub connections: u32,
+    /// Installations of the tick case.
+    #[arg(long, default_value_t = 10_000)]
+    pub installations: usize,
+    /// WebSocket subscribers of the fan-out case.
+    #[arg(long, default_value_t = 10_000)]
+    pub subscribers: usize,
+    /// Messages published in the fan-out case.
+    #[arg(long, default_value_t = 20)]
+    pub messages: usize,
+    /// Scratch directory.
+    #[arg(long, default_value = "target/bench-data/server")]
+    pub data_dir: PathBuf,
+    /// Internal: run as the fan-out case's subscriber process against this ws:// URL.
+    #[arg(long, hide = true)]
+    pub subscribe_to: Option<String>,
+}
+
+impl BenchServerArgs {
+    fn wants(&self, case: &str) -> bool {
+        self.only.as_deref().is_none_or(|only| case.contains(only))
+    }
+}
+
+fn epoch_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+async fn server(
+    args: &BenchServerArgs,
+    case: &str,
+    edit: impl FnOnce(&mut ServerConfig),
+) -> anyhow::Result<plinth_server::RunningServer> {
+    let dir = args.data_dir.join(case);
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir,
+        demo: false,
+        ..ServerConfig::default()
+    };
+    config.scheduler.enabled = false;
+    edit(&mut config);
+    Ok(plinth_server::start(config).await?)
+}
+
+/// The `bench` tenant and a viewer token for it.
+async fn bench_tenant(app: &App) -> anyhow::Result<String> {
+    app.registry.create_tenant("bench", "bench").await?;
+    Ok(app
+        .registry
+        .create_token(Some("bench"), Role::Viewer, "bench")
+        .await?)
+}
+
+fn hello_bytes() -> anyhow::Result<Vec<u8>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Ok(crate::component_bytes(&root.join("extensions/hello-metric"))?.1)
+}
+
+async fn install_hello(
+    app: &App,
+    tenant: &str,
+    ids: impl Iterator<Item = String>,
+    tick: Option<u64>,
+) -> anyhow::Result<()> {
+    let hash = app.upload(tenant, hello_bytes()?).await?.component.hash;
+    for id in ids {
+        let request = serde_json::from_value(json!({
+            "id": id, "component": hash, "tick_interval_ms": tick.unwrap_or(0),
+        }))?;
+        app.install(tenant, request, true).await?;
+    }
+    Ok(())
+}
+
+/// Runs wrk and reads requests/s and latency percentiles from its report.
+fn wrk(url: &str, token: &str, args: &BenchServerArgs) -> anyhow::Result<Value> {
+    let output = Command::new("wrk")
+        .args([
+            "-t1",
+            &format!("-c{}", args.connections),
+            &format!("-d{}s", args.duration),
+            "--latency",
+        ])
+        .args(["-H", &format!("Authorization: Bearer {token}"), url])
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(output.status.success(), "wrk failed: {text}");
+    ensure!(
+        !text.contains("Non-2xx"),
+        "the endpoint answered errors: {text}"
+    );
+    let field = |prefix: &str| -> Option<f64> {
+        let line = text.lines().find(|l| l.trim_start().starts_with(prefix))?;
+        let value = line.trim_start()[prefix.len()..]
+            .split_whitespace()
+            .next()?;
+        let (number, unit) = value.split_at(
+            value
+                .find(|c: char| c.is_alphabetic())
+                .unwrap_or(value.len()),
+        );
+        let number: f64 = number.parse().ok()?;
+        Some(match unit {
+            "us" => number,
+            "ms" => number * 1e3,
+            "s" => number * 1e6,
+            _ => number,
+        })
+    };
+    Ok(json!({
+        "requests_per_second": field("Requests/sec:").context("no Requests/sec in wrk output")?,
+        "p50_us": field("50%"),
+        "p99_us": field("99%"),
+    }))
+}
+
+async fn render_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
+    let running = server(args, "render", |_| {}).await?;
+    let app = running.app.clone();
+    let token = bench_tenant(&app).await?;
+    install_hello(&app, "bench", std::iter::once("hello".to_owned()), None).await?;
+    let path = "/api/v1/tenants/bench/installations/hello/data";
+    // The same JSON from native code: token check, the widget's logic, a receipt.
+    let expected = format!("Bearer {token}");
+    let native = axum::Router::new().route(
+        path,
+        axum::routing::get(move |headers: HeaderMap| {
+            let expected = expected.clone();
+            async move {
+                if headers.get("authorization").and_then(|h| h.to_str().ok()) != Some(expected.as_str()) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, "{}".to_owned());
+                }
+                let started = Instant::now();
+                let rendered: Value = serde_json::from_str(&crate::bench::native_hello("{}")).unwrap_or_default();
+                let body = json!({
+                    "views": rendered["views"],
+                    "receipt": {
+                        "tenant": "bench", "installation": "hello", "component": "native",
+                        "call": "render", "outcome": "OK", "fuel_used": null,
+                        "peak_memory_bytes": 0, "wall_time_us": started.elapsed().as_micros() as u64,
+                        "host_calls": {}, "output_bytes": 0, "logs_dropped": 0,
+                    },
+                });
+                (axum::http::StatusCode::OK, body.to_string())
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let native_addr = listener.local_addr()?;
+    let native_task = tokio::spawn(async move { axum::serve(listener, native).await });
+    let plinth_url = format!("{}{path}", running.url());
+    let native_url = format!("http://{native_addr}{path}");
+    let (url, token2) = (plinth_url.clone(), token.clone());
+    let check = reqwest_free_get(&url, &token2).await?;
+    ensure!(
+        check.contains("metric_card"),
+        "render does not work: {check}"
+    );
+    let args2 = args.clone();
+    let (plinth, native) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Value, Value)> {
+            Ok((
+                wrk(&plinth_url, &token2, &args2)?,
+                wrk(&native_url, &token2, &args2)?,
+            ))
+        })
+        .await??;
+    native_task.abort();
+    running.stop().await?;
+    let ratio = plinth["requests_per_second"].as_f64().unwrap_or(0.0)
+        / native["requests_per_second"].as_f64().unwrap_or(1.0);
+    Ok(json!({
+        "plinth": plinth,
+        "native": native,
+        "throughput_ratio": (ratio * 100.0).round() / 100.0,
+        "connections": args.connections,
+        "seconds": args.duration,
+    }))
+}
+
+/// One GET over a plain TCP socket: enough to check an endpoint before loading it.
+async fn reqwest_free_get(url: &str, token: &str) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").context("http URL")?;
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    Ok(response)
+}
+
+fn cpu_seconds() -> f64 {
+    // utime and stime, fields 14 and 15 of /proc/self/stat, in clock ticks (100 Hz).
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+async fn ticks_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
+    let running = server(args, "ticks", |c| {
+        c.scheduler.enabled = true;
+        c.scheduler.max_running = 64;
+        c.scheduler.max_running_per_tenant = 8;
+        c.pool_instances = 128;
+    })
+    .await?;
+    let app = running.app.clone();
+    let tenants = 100usize;
+    let per_tenant = args.installations.div_ceil(tenants);
+    let started = Instant::now();
+    for t in 0..tenants {
+        let tenant = format!("tenant-{t}");
+        app.registry.create_tenant(&tenant, &tenant).await?;
+        install_hello(
+            &app,
+            &tenant,
+            (0..per_tenant).map(|i| format!("w-{i}")),
+            Some(5_000),
+        )
+        .await?;
+    }
+    let installed_in = started.elapsed();
+    // One full interval for every installation to reach its first period.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let ticks_before = app.metrics.calls_of("on-tick", "OK");
+    let cpu_before = cpu_seconds();
+    let wall = Instant::now();
+    tokio::time::sleep(Duration::from_secs(args.duration.max(10))).await;
+    let seconds = wall.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_before;
+    let ticks = app.metrics.calls_of("on-tick", "OK") - ticks_before;
+    let failed = app.metrics.calls_of("on-tick", "QUOTA_EXCEEDED");
+    let coalesced = app.metrics.ticks_coalesced.load(Ordering::Relaxed);
+    let p50 = app.metrics.lateness_quantile(0.5);
+    let p99 = app.metrics.lateness_quantile(0.99);
+    running.stop().await?;
+    let expected = (tenants * per_tenant) as f64 * seconds / 5.0;
+    Ok(json!({
+        "installations": tenants * per_tenant,
+        "interval_ms": 5_000,
+        "installed_in_s": (installed_in.as_secs_f64() * 10.0).round() / 10.0,
+        "seconds": (seconds * 10.0).round() / 10.0,
+        "ticks_run": ticks,
+        "ticks_expected": expected.round(),
+        "ticks_per_second": (ticks as f64 / seconds).round(),
+        "ticks_coalesced": coalesced,
+        "ticks_refused_by_quota": failed,
+        "cpu_cores_used": (cpu / seconds * 100.0).round() / 100.0,
+        "lateness_p50_ms_at_most": p50.map(|s| s * 1e3),
+        "lateness_p99_ms_at_most": p99.map(|s| s * 1e3),
+        "note": "each tick is on-tick, one render and one push to widget/<id>; lateness is the bucket bound of the histogram",
+    }))
+}
+
+async fn fanout_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
+    let running = server(args, "fanout", |c| c.websocket.queue_messages = 1024).await?;
+    let app = running.app.clone();
+    let token = bench_tenant(&app).await?;
+    let url = format!("ws://{}/api/v1/ws?token={token}", running.addr);
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["bench-server", "--subscribe-to", &url])
+        .args(["--subscribers", &args.subscribers.to_string()])
+        .args(["--messages", &args.messages.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the subscriber process")?;
+    let mut lines = BufReader::new(child.stdout.take().context("child stdout")?).lines();
+    let ready = tokio::task::spawn_blocking(move || {
+        let line = lines.next();
+        (line, lines)
+    });
+    let (line, mut lines) = tokio::time::timeout(Duration::from_secs(300), ready).await??;
+    let line = line.context("subscriber process ended")??;
+    ensure!(line.starts_with("ready"), "subscriber process: {line}");
+    let payload = json!({"type": "views", "value": 42, "padding": "x".repeat(200)});
+    let start_us = epoch_us();
+    for _ in 0..args.messages {
+        app.backends()
+            .broadcast
+            .publish("bench", "fanout", payload.clone())
+            .await?;
+        // A few milliseconds apart, as ticks and events arrive, not in one burst.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let result = tokio::task::spawn_blocking(move || lines.next()).await?;
+    let result: Value = serde_json::from_str(&result.context("no result")??)?;
+    let _ = child.wait();
+    let delivered = result["received"].as_u64().unwrap_or(0);
+    let last = result["last_received_epoch_us"]
+        .as_u64()
+        .unwrap_or(start_us);
+    let seconds = (last.saturating_sub(start_us)) as f64 / 1e6;
+    let sent = app.metrics.ws_messages_sent.load(Ordering::Relaxed);
+    let dropped = app.metrics.ws_messages_dropped.load(Ordering::Relaxed);
+    running.stop().await?;
+    Ok(json!({
+        "subscribers": args.subscribers,
+        "messages_published": args.messages,
+        "deliveries_expected": args.subscribers * args.messages,
+        "delivered": delivered,
+        "dropped": dropped,
+        "server_writes": sent,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
+        "delivered_per_second": (delivered as f64 / seconds.max(1e-6)).round(),
+    }))
+}
+
+/// The subscriber process: opens the sockets, subscribes, says `ready`, counts.
+async fn subscriber_process(url: &str, subscribers: usize, messages: usize) -> anyhow::Result<()> {
+    let received = Arc::new(AtomicU64::new(0));
+    let last = Arc::new(AtomicU64::new(0));
+    let mut sockets = Vec::with_capacity(subscribers);
+    for batch in (0..subscribers).collect::<Vec<_>>().chunks(200) {
+        let opened = futures_util::future::join_all(batch.iter().map(|_| async {
+            let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+            socket
+                .send(Message::Text(
+                    json!({"type": "subscribe", "topic": "fanout"})
+                        .to_string()
+                        .into(),
+                ))
+                .await?;
+            // Wait for the confirmation so the publisher starts after every subscription.
+            while let Some(message) = socket.next().await {
+                if let Message::Text(text) = message? {
+                    if text.contains("subscribed") {
+                        break;
+                    }
+                    bail!("subscription refused: {text}");
+                }
+            }
+            anyhow::Ok(socket)
+        }))
+        .await;
+        for socket in opened {
+            sockets.push(socket?);
+        }
+    }
+    let expected = (subscribers * messages) as u64;
+    let tasks: Vec<_> = sockets
+        .into_iter()
+        .map(|mut socket| {
+            let (received, last) = (received.clone(), last.clone());
+            tokio::spawn(async move {
+                let mut mine = 0;
+                while mine < messages {
+                    match socket.next().await {
+                        Some(Ok(Message::Text(_))) => {
+                            mine += 1;
+                            received.fetch_add(1, Ordering::Relaxed);
+                            last.fetch_max(epoch_us(), Ordering::Relaxed);
+                        }
+                        Some(Ok(_)) => {}
+                        _ => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    println!("ready");
+    std::io::stdout().flush()?;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(120),
+        futures_util::future::join_all(tasks),
+    )
+    .await;
+    println!(
+        "{}",
+        json!({"received": received.load(Ordering::Relaxed), "expected": expected, "last_received_epoch_us": last.load(Ordering::Relaxed)})
+    );
+    Ok(())
+}
+
+pub async fn run(args: BenchServerArgs) -> anyhow::Result<Value> {
+    if let Some(url) = &args.subscribe_to {
+        subscriber_process(url, args.subscribers, args.messages).await?;
+        std::process::exit(0);
+    }
+    let mut report = json!({"cores": std::thread::available_parallelism().map_or(0, |c| c.get())});
+    if args.wants("render") {
+        report["render"] = render_case(&args).await?;
+    }
+    if args.wants("ticks") {
+        report["ticks"] = ticks_case(&args).await?;
+    }
+    if args.wants("fanout") {
+        report["fanout"] = fanout_case(&args).await?;
+    }
+    Ok(report)
+}

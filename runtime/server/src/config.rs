@@ -1,0 +1,335 @@
+//! The server's configuration: embedded defaults, a TOML file, then environment
+//! variables, each overriding the one before.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use plinth_host::{
+    BackendsConfig, BroadcastConfig, CacheConfig, DbConfig, ErrorCode, Limits, PlinthError,
+    TenantQuota,
+};
+use serde::Deserialize;
+
+/// Everything `plinth serve` needs. Every field has an embedded default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the HTTP and WebSocket server listens on.
+    pub listen: SocketAddr,
+    /// Where embedded backends, compiled code and the SQLite metadata live.
+    pub data_dir: PathBuf,
+    /// Where tenants, tokens, components, installations and dashboards are kept.
+    pub metadata: MetadataConfig,
+    /// The capability backends (`[backends.cache] type = "redis"` …).
+    pub backends: BackendsConfig,
+    /// Origins a browser may open the WebSocket from (`Origin` header). Empty: the
+    /// server's own origin only. Clients that send no `Origin` (not browsers) pass.
+    pub allowed_origins: Vec<String>,
+    /// Create the demo tenant with the example extensions at startup.
+    pub demo: bool,
+    /// Limits an installation gets when it names none.
+    pub default_limits: Limits,
+    /// Per-tenant quotas, unless an operator sets a tenant's own.
+    pub tenant_quota: TenantQuota,
+    pub http: HttpConfig,
+    pub websocket: WebSocketConfig,
+    pub scheduler: SchedulerConfig,
+    /// Identifies this node in tick claims and logs; a random id when empty.
+    pub node_id: String,
+    /// Concurrent guest instances the engine's pool holds slots for.
+    pub pool_instances: u32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./plinth-data"),
+            metadata: MetadataConfig::Sqlite,
+            backends: BackendsConfig::default(),
+            allowed_origins: Vec::new(),
+            demo: true,
+            default_limits: Limits::default(),
+            tenant_quota: TenantQuota::default(),
+            http: HttpConfig::default(),
+            websocket: WebSocketConfig::default(),
+            scheduler: SchedulerConfig::default(),
+            node_id: String::new(),
+            pool_instances: 256,
+        }
+    }
+}
+
+/// Where the registry's metadata lives.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum MetadataConfig {
+    /// `data_dir/metadata.sqlite3`: one node.
+    #[default]
+    Sqlite,
+    /// PostgreSQL, shared by every node; tables in their own schema.
+    Postgres {
+        url: String,
+        #[serde(default = "default_schema")]
+        schema: String,
+    },
+}
+
+fn default_schema() -> String {
+    "plinth".to_owned()
+}
+
+/// Request limits of the REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Largest component upload, in bytes; larger is `PAYLOAD_TOO_LARGE` (413).
+    pub max_upload_bytes: usize,
+    /// Largest JSON body of any other request.
+    pub max_body_bytes: usize,
+    /// Components compiled at once; one more upload is `RATE_LIMITED` (429).
+    pub compile_slots: usize,
+    /// Longest a compilation may take; longer is `COMPILE_TIMEOUT` (503).
+    #[serde(with = "duration_ms")]
+    pub compile_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_upload_bytes: 32 << 20,
+            max_body_bytes: 1 << 20,
+            compile_slots: 2,
+            compile_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// The WebSocket hub's bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Messages queued for one connection. When a message finds the queue full, the
+    /// connection is told (`slow_consumer`) and closed: a slow browser never makes the
+    /// server hold more than this per connection.
+    pub queue_messages: usize,
+    /// Largest message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Messages a client may send per second (burst: twice as many).
+    pub messages_per_second: u32,
+    /// Topics one connection may subscribe to.
+    pub max_subscriptions: usize,
+    /// Interval of the server's pings; a connection silent for three is closed.
+    #[serde(with = "duration_ms")]
+    pub heartbeat: Duration,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            queue_messages: 256,
+            max_message_bytes: 16 << 10,
+            messages_per_second: 20,
+            max_subscriptions: 64,
+            heartbeat: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The tick scheduler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    pub enabled: bool,
+    /// Shortest tick interval an installation may ask for.
+    #[serde(with = "duration_ms")]
+    pub min_interval: Duration,
+    /// Each tick is moved by up to this fraction of its interval, so installations
+    /// created together do not tick together.
+    pub jitter: f64,
+    /// Ticks running at once on this node, over all tenants.
+    pub max_running: usize,
+    /// Ticks of one tenant running at once on this node.
+    pub max_running_per_tenant: usize,
+    /// Guest faults in a row (trap, timeout, fuel, memory) that park an installation.
+    pub breaker_failures: u32,
+    /// Claim each tick in the metadata database so that one node of several runs it.
+    /// `None`: claim when the metadata is shared (PostgreSQL).
+    pub claim_ticks: Option<bool>,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            enabled: true,
+            min_interval: Duration::from_millis(1_000),
+            jitter: 0.1,
+            max_running: 64,
+            max_running_per_tenant: 4,
+            breaker_failures: 5,
+            claim_ticks: None,
+        }
+    }
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(deserializer)?))
+    }
+}
+
+/// Environment variables `plinth serve` reads, with what they set.
+pub const ENVIRONMENT: &[(&str, &str)] = &[
+    ("PLINTH_LISTEN", "address to listen on (127.0.0.1:8080)"),
+    ("PLINTH_DATA_DIR", "data directory (./plinth-data)"),
+    (
+        "PLINTH_REDIS_URL",
+        "use Redis for the cache and broadcast (redis://127.0.0.1:6379)",
+    ),
+    (
+        "PLINTH_POSTGRES_URL",
+        "use PostgreSQL for metadata and tenant databases (postgres://user@host/db)",
+    ),
+    (
+        "PLINTH_ALLOWED_ORIGINS",
+        "comma-separated origins allowed to open the WebSocket",
+    ),
+    ("PLINTH_DEMO", "create the demo tenant: true or false"),
+    ("PLINTH_NODE_ID", "this node's name in tick claims and logs"),
+];
+
+impl ServerConfig {
+    /// The embedded defaults, then `file` if given, then the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, PlinthError> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str::<ServerConfig>(&text)
+                    .map_err(|e| invalid(format!("config file {}: {e}", path.display())))?
+            }
+            None => ServerConfig::default(),
+        };
+        if let Some(listen) = env("PLINTH_LISTEN") {
+            config.listen = listen
+                .parse()
+                .map_err(|e| invalid(format!("PLINTH_LISTEN={listen}: {e}")))?;
+        }
+        if let Some(dir) = env("PLINTH_DATA_DIR") {
+            config.data_dir = PathBuf::from(dir);
+        }
+        if let Some(url) = env("PLINTH_REDIS_URL") {
+            config.backends.cache = CacheConfig::Redis { url: url.clone() };
+            config.backends.broadcast = BroadcastConfig::Redis { url };
+        }
+        if let Some(url) = env("PLINTH_POSTGRES_URL") {
+            config.backends.db = DbConfig::Postgres { url: url.clone() };
+            config.metadata = MetadataConfig::Postgres {
+                url,
+                schema: default_schema(),
+            };
+        }
+        if let Some(origins) = env("PLINTH_ALLOWED_ORIGINS") {
+            config.allowed_origins = origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
+        if let Some(demo) = env("PLINTH_DEMO") {
+            config.demo = match demo.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => return Err(invalid(format!("PLINTH_DEMO={other}: true or false"))),
+            };
+        }
+        if let Some(node) = env("PLINTH_NODE_ID") {
+            config.node_id = node;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), PlinthError> {
+        self.default_limits.validate()?;
+        if self.http.compile_slots == 0 || self.scheduler.max_running == 0 {
+            return Err(invalid(
+                "http.compile_slots and scheduler.max_running must be at least 1".into(),
+            ));
+        }
+        if !(0.0..=0.5).contains(&self.scheduler.jitter) {
+            return Err(invalid("scheduler.jitter must be within 0.0..=0.5".into()));
+        }
+        if self.websocket.queue_messages == 0 || self.websocket.messages_per_second == 0 {
+            return Err(invalid(
+                "websocket.queue_messages and messages_per_second must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether this node claims ticks in the metadata database.
+    pub fn claims_ticks(&self) -> bool {
+        self.scheduler
+            .claim_ticks
+            .unwrap_or(matches!(self.metadata, MetadataConfig::Postgres { .. }))
+    }
+}
+
+fn invalid(message: String) -> PlinthError {
+    PlinthError::new(ErrorCode::InvalidRequest, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("plinth-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plinth.toml");
+        std::fs::write(
+            &file,
+            r#"
+listen = "0.0.0.0:9000"
+demo = false
+[backends.cache]
+type = "redis"
+url = "redis://10.0.0.1:6379"
+[websocket]
+queue_messages = 8
+"#,
+        )
+        .unwrap();
+        let config = ServerConfig::load(Some(&file), |name| {
+            (name == "PLINTH_POSTGRES_URL").then(|| "postgres://root@127.0.0.1/test".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert!(!config.demo);
+        assert_eq!(config.websocket.queue_messages, 8);
+        assert!(matches!(config.backends.cache, CacheConfig::Redis { .. }));
+        assert!(matches!(config.metadata, MetadataConfig::Postgres { .. }));
+        assert!(config.claims_ticks());
+
+        std::fs::write(&file, "lisen = \"x\"").unwrap();
+        let error = ServerConfig::load(Some(&file), |_| None).unwrap_err();
+        assert!(error.message.contains("lisen"), "{}", error.message);
+        let error = ServerConfig::load(None, |name| {
+            (name == "PLINTH_LISTEN").then(|| "nowhere".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+    }
+}

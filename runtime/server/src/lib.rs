@@ -1,0 +1,254 @@
+//! # plinth-server
+//!
+//! `plinth serve`: the registry (tenants, tokens, components, installations,
+//! dashboards), the REST API under `/api/v1`, the WebSocket hub, the tick scheduler,
+//! health and Prometheus metrics, over one [`plinth_host::Sandbox`].
+
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod metrics;
+pub mod openapi;
+pub mod registry;
+pub mod scheduler;
+pub mod store;
+pub mod ws;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use plinth_host::{ErrorCode, PlinthError};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use app::App;
+pub use config::ServerConfig;
+pub use registry::Role;
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub app: Arc<App>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+    scheduler: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, lets requests in flight finish, stops the scheduler.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(scheduler) = self.scheduler.take() {
+            scheduler.abort();
+        }
+        match (&mut self.task).await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    /// Runs until the process gets Ctrl-C or SIGTERM.
+    pub async fn wait_for_signal(self) -> std::io::Result<()> {
+        let terminate = async {
+            #[cfg(unix)]
+            if let Ok(mut signal) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                signal.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+        tracing::info!("shutting down");
+        self.stop().await
+    }
+}
+
+/// Opens the registry and backends and starts serving on `config.listen` (port 0 picks
+/// a free port; see [`RunningServer::addr`]).
+pub async fn start(config: ServerConfig) -> Result<RunningServer, PlinthError> {
+    let listen = config.listen;
+    let scheduler_enabled = config.scheduler.enabled;
+    let app = App::new(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
+        PlinthError::new(
+            ErrorCode::Unavailable,
+            format!("cannot listen on {listen}: {e}"),
+        )
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?;
+    let router = api::router(app.clone());
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    let scheduler =
+        scheduler_enabled.then(|| tokio::spawn(scheduler::Scheduler::new(app.clone()).run()));
+    tracing::info!(%addr, node = %app.node_id, "plinth serving");
+    Ok(RunningServer {
+        addr,
+        app,
+        shutdown: Some(shutdown),
+        task,
+        scheduler,
+    })
+}
+
+/// Reads a token kept in a file of the data directory, or makes one and keeps it there
+/// (mode 0600). The registry keeps only the hash; the file is how the operator sees it.
+async fn kept_token(
+    app: &App,
+    file: &Path,
+    tenant: Option<&str>,
+    role: Role,
+    label: &str,
+) -> Result<String, PlinthError> {
+    if let Ok(token) = std::fs::read_to_string(file) {
+        let token = token.trim().to_owned();
+        if app.registry.authenticate(&token).await?.is_some() {
+            return Ok(token);
+        }
+    }
+    let token = app.registry.create_token(tenant, role, label).await?;
+    write_private(file, &token)?;
+    Ok(token)
+}
+
+fn write_private(file: &Path, text: &str) -> Result<(), PlinthError> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(file)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| {
+            PlinthError::new(
+                ErrorCode::Internal,
+                format!("cannot write {}: {e}", file.display()),
+            )
+        })
+}
+
+/// The operator token, made at first start and kept in `data_dir/operator-token`.
+pub async fn operator_token(app: &App) -> Result<String, PlinthError> {
+    kept_token(
+        app,
+        &app.config.data_dir.join("operator-token"),
+        None,
+        Role::Operator,
+        "first operator",
+    )
+    .await
+}
+
+/// What the demo tenant looks like once set up.
+pub struct Demo {
+    pub tenant: String,
+    pub token: String,
+    pub installations: Vec<String>,
+}
+
+/// The demo tenant: example data in its database, the given components uploaded and
+/// installed with the capabilities they declare, and a `main` dashboard showing them.
+/// Safe to run at every start: what exists is kept, newer builds are upgraded to.
+pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, PlinthError> {
+    const TENANT: &str = "demo";
+    match app.registry.create_tenant(TENANT, "Demo company").await {
+        Ok(_) => {}
+        Err(e) if e.code == ErrorCode::Conflict => {}
+        Err(e) => return Err(e),
+    }
+    let token = kept_token(
+        app,
+        &app.config.data_dir.join("demo-token"),
+        Some(TENANT),
+        Role::TenantAdmin,
+        "demo",
+    )
+    .await?;
+    plinth_host::demo::seed(app.backends().db.as_ref(), TENANT, registry::now_ms())
+        .await
+        .map_err(|e| PlinthError::new(ErrorCode::Unavailable, format!("demo data: {e}")))?;
+    let mut installations = Vec::new();
+    for bytes in components {
+        let uploaded = app.upload(TENANT, bytes).await?;
+        let id = uploaded.component.extension.clone();
+        let grants = uploaded.component.descriptor["capabilities"]
+            .as_array()
+            .map(|caps| {
+                caps.iter()
+                    .filter_map(|c| c.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        match app.registry.installation(TENANT, &id).await {
+            Ok(existing) if existing.component == uploaded.component.hash => {}
+            Ok(_) => {
+                app.upgrade(
+                    TENANT,
+                    &id,
+                    serde_json::from_value(json!({
+                        "component": uploaded.component.hash,
+                        "grants": grants,
+                    }))
+                    .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?,
+                )
+                .await?;
+            }
+            Err(e) if e.code == ErrorCode::NotFound => {
+                app.install(
+                    TENANT,
+                    serde_json::from_value(json!({
+                        "id": id,
+                        "component": uploaded.component.hash,
+                        "grants": grants,
+                    }))
+                    .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?,
+                    true,
+                )
+                .await?;
+            }
+            Err(e) => return Err(e),
+        }
+        installations.push(id);
+    }
+    let tiles: Vec<registry::Tile> = installations
+        .iter()
+        .enumerate()
+        .map(|(i, id)| registry::Tile {
+            installation: id.clone(),
+            x: (i as u32 % 3) * 4,
+            y: (i as u32 / 3) * 3,
+            w: 4,
+            h: 3,
+        })
+        .collect();
+    app.registry.put_dashboard(TENANT, "main", &tiles).await?;
+    Ok(Demo {
+        tenant: TENANT.to_owned(),
+        token,
+        installations,
+    })
+}

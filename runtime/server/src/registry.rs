@@ -1,0 +1,723 @@
+//! The registry: tenants, API tokens (stored as SHA-256 hashes), components
+//! (content-addressed, with the versions their manifests declare), installations and
+//! dashboards, over a [`MetaStore`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use plinth_host::{ErrorCode, Limits, PlinthError, TenantQuota};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::store::{MetaStore, Row, Sql};
+
+/// How long a token lookup is remembered; a revoked token stops working within this.
+const TOKEN_MEMORY: Duration = Duration::from_secs(5);
+
+/// Prefix of every API token, so a leaked one is easy to recognise in logs and scanners.
+pub const TOKEN_PREFIX: &str = "plt_";
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Runs the server: creates tenants, sets quotas, sees every tenant.
+    Operator,
+    /// Manages one tenant: uploads, installs, dashboards, tokens.
+    TenantAdmin,
+    /// Watches one tenant's dashboards: render, subscribe, read.
+    Viewer,
+}
+
+impl Role {
+    fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::TenantAdmin => "tenant-admin",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Role> {
+        match text {
+            "operator" => Some(Role::Operator),
+            "tenant-admin" => Some(Role::TenantAdmin),
+            "viewer" => Some(Role::Viewer),
+            _ => None,
+        }
+    }
+}
+
+/// Who a request acts as.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Principal {
+    pub role: Role,
+    /// The tenant of a tenant-admin or viewer token; none for an operator.
+    pub tenant: Option<String>,
+    pub label: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    /// The tenant's own quota; the server's default when absent.
+    pub quota: Option<TenantQuota>,
+    pub created_ms: i64,
+}
+
+/// One uploaded component version of a tenant.
+#[derive(Debug, Clone, Serialize)]
+pub struct ComponentVersion {
+    pub hash: String,
+    pub extension: String,
+    pub version: String,
+    pub world: String,
+    pub descriptor: Value,
+    pub size: i64,
+    pub uploaded_ms: i64,
+}
+
+/// A component version installed for a tenant, with its config, grants and limits.
+#[derive(Debug, Clone, Serialize)]
+pub struct Installation {
+    pub tenant: String,
+    pub id: String,
+    pub component: String,
+    pub config: Value,
+    pub grants: String,
+    pub limits: Limits,
+    pub tick_interval_ms: Option<u64>,
+    pub enabled: bool,
+    /// Why the circuit breaker parked it; enabling it again clears this.
+    pub parked: Option<String>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// One widget on a dashboard.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tile {
+    pub installation: String,
+    #[serde(default)]
+    pub x: u32,
+    #[serde(default)]
+    pub y: u32,
+    #[serde(default = "one")]
+    pub w: u32,
+    #[serde(default = "one")]
+    pub h: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Dashboard {
+    pub name: String,
+    pub tiles: Vec<Tile>,
+    pub updated_ms: i64,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn internal(message: String) -> PlinthError {
+    PlinthError::new(ErrorCode::Internal, message)
+}
+
+fn not_found(message: String) -> PlinthError {
+    PlinthError::new(ErrorCode::NotFound, message)
+}
+
+/// Checks an identifier a user chose (tenant, installation, dashboard).
+pub fn check_id(what: &str, id: &str) -> Result<(), PlinthError> {
+    let ok = !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !id.starts_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PlinthError::new(
+            ErrorCode::InvalidRequest,
+            format!("{what} {id:?} must be 1 to 63 of [a-z0-9-], not starting with '-'"),
+        ))
+    }
+}
+
+fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn text(row: &Row, i: usize) -> String {
+    row[i].text().unwrap_or_default().to_owned()
+}
+
+fn int(row: &Row, i: usize) -> i64 {
+    row[i].int().unwrap_or_default()
+}
+
+fn json(row: &Row, i: usize) -> Value {
+    serde_json::from_str(row[i].text().unwrap_or("null")).unwrap_or(Value::Null)
+}
+
+pub struct Registry {
+    store: Arc<dyn MetaStore>,
+    tokens: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
+}
+
+const INSTALLATION_COLUMNS: &str = "tenant, id, component, config, grants, limits, tick_ms, \
+     enabled, parked, created_ms, updated_ms";
+
+impl Registry {
+    pub async fn open(store: Arc<dyn MetaStore>) -> Result<Self, PlinthError> {
+        let blob = store.blob_type();
+        store
+            .migrate(&format!(
+                "CREATE TABLE IF NOT EXISTS tenants (
+                    id TEXT PRIMARY KEY, name TEXT NOT NULL, quota TEXT,
+                    created_ms BIGINT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS tokens (
+                    hash TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL,
+                    label TEXT NOT NULL, created_ms BIGINT NOT NULL);
+                 CREATE TABLE IF NOT EXISTS blobs (
+                    hash TEXT PRIMARY KEY, bytes {blob} NOT NULL);
+                 CREATE TABLE IF NOT EXISTS components (
+                    tenant TEXT NOT NULL, hash TEXT NOT NULL, extension TEXT NOT NULL,
+                    version TEXT NOT NULL, world TEXT NOT NULL, descriptor TEXT NOT NULL,
+                    size BIGINT NOT NULL, uploaded_ms BIGINT NOT NULL,
+                    PRIMARY KEY (tenant, hash));
+                 CREATE TABLE IF NOT EXISTS installations (
+                    tenant TEXT NOT NULL, id TEXT NOT NULL, component TEXT NOT NULL,
+                    config TEXT NOT NULL, grants TEXT NOT NULL, limits TEXT NOT NULL,
+                    tick_ms BIGINT, enabled BIGINT NOT NULL, parked TEXT,
+                    created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL,
+                    tick_claim_ms BIGINT NOT NULL DEFAULT 0, tick_node TEXT,
+                    PRIMARY KEY (tenant, id));
+                 CREATE TABLE IF NOT EXISTS dashboards (
+                    tenant TEXT NOT NULL, name TEXT NOT NULL, tiles TEXT NOT NULL,
+                    updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant, name))"
+            ))
+            .await?;
+        Ok(Registry {
+            store,
+            tokens: Mutex::default(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn MetaStore> {
+        &self.store
+    }
+
+    // ---- tenants -------------------------------------------------------------------
+
+    pub async fn create_tenant(&self, id: &str, name: &str) -> Result<Tenant, PlinthError> {
+        check_id("tenant", id)?;
+        let created = now_ms();
+        let inserted = self
+            .store
+            .execute(
+                "INSERT INTO tenants (id, name, created_ms) VALUES ($1, $2, $3)
+                 ON CONFLICT (id) DO NOTHING",
+                vec![id.into(), name.into(), created.into()],
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(PlinthError::new(
+                ErrorCode::Conflict,
+                format!("tenant {id} already exists"),
+            ));
+        }
+        Ok(Tenant {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            quota: None,
+            created_ms: created,
+        })
+    }
+
+    fn tenant_of(row: &Row) -> Tenant {
+        Tenant {
+            id: text(row, 0),
+            name: text(row, 1),
+            quota: row[2].text().and_then(|q| serde_json::from_str(q).ok()),
+            created_ms: int(row, 3),
+        }
+    }
+
+    pub async fn tenant(&self, id: &str) -> Result<Tenant, PlinthError> {
+        self.store
+            .query(
+                "SELECT id, name, quota, created_ms FROM tenants WHERE id = $1",
+                vec![id.into()],
+            )
+            .await?
+            .first()
+            .map(Self::tenant_of)
+            .ok_or_else(|| not_found(format!("no tenant {id}")))
+    }
+
+    pub async fn tenants(&self) -> Result<Vec<Tenant>, PlinthError> {
+        Ok(self
+            .store
+            .query(
+                "SELECT id, name, quota, created_ms FROM tenants ORDER BY id",
+                vec![],
+            )
+            .await?
+            .iter()
+            .map(Self::tenant_of)
+            .collect())
+    }
+
+    pub async fn set_quota(
+        &self,
+        tenant: &str,
+        quota: Option<&TenantQuota>,
+    ) -> Result<(), PlinthError> {
+        let quota = quota
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| internal(e.to_string()))?;
+        let changed = self
+            .store
+            .execute(
+                "UPDATE tenants SET quota = $2 WHERE id = $1",
+                vec![tenant.into(), quota.into()],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(not_found(format!("no tenant {tenant}")));
+        }
+        Ok(())
+    }
+
+    // ---- tokens --------------------------------------------------------------------
+
+    /// Creates a token; the secret is returned once and only its hash is kept.
+    pub async fn create_token(
+        &self,
+        tenant: Option<&str>,
+        role: Role,
+        label: &str,
+    ) -> Result<String, PlinthError> {
+        if (role == Role::Operator) != tenant.is_none() {
+            return Err(PlinthError::new(
+                ErrorCode::InvalidRequest,
+                "an operator token has no tenant; every other token has one",
+            ));
+        }
+        let mut secret = [0u8; 32];
+        getrandom::fill(&mut secret).map_err(|e| internal(format!("random: {e}")))?;
+        let secret = format!(
+            "{TOKEN_PREFIX}{}",
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        );
+        self.store
+            .execute(
+                "INSERT INTO tokens (hash, tenant, role, label, created_ms)
+                 VALUES ($1, $2, $3, $4, $5)",
+                vec![
+                    hash_token(&secret).into(),
+                    tenant.into(),
+                    role.as_str().into(),
+                    label.into(),
+                    now_ms().into(),
+                ],
+            )
+            .await?;
+        Ok(secret)
+    }
+
+    /// The principal a token stands for, or none for an unknown token.
+    pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, PlinthError> {
+        if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 100 {
+            return Ok(None);
+        }
+        let hash = hash_token(secret);
+        if let Some((at, principal)) = self
+            .tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&hash)
+            && at.elapsed() < TOKEN_MEMORY
+        {
+            return Ok(principal.clone());
+        }
+        let principal = self
+            .store
+            .query(
+                "SELECT tenant, role, label FROM tokens WHERE hash = $1",
+                vec![hash.clone().into()],
+            )
+            .await?
+            .first()
+            .and_then(|row| {
+                Some(Principal {
+                    tenant: row[0].text().map(str::to_owned),
+                    role: Role::parse(row[1].text()?)?,
+                    label: text(row, 2),
+                })
+            });
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if tokens.len() > 10_000 {
+            tokens.clear();
+        }
+        tokens.insert(hash, (Instant::now(), principal.clone()));
+        Ok(principal)
+    }
+
+    // ---- components ----------------------------------------------------------------
+
+    /// Stores a component's bytes (once per hash) and records the version for `tenant`.
+    pub async fn put_component(
+        &self,
+        tenant: &str,
+        version: &ComponentVersion,
+        bytes: Vec<u8>,
+    ) -> Result<(), PlinthError> {
+        self.store
+            .execute(
+                "INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING",
+                vec![version.hash.clone().into(), Sql::Blob(bytes)],
+            )
+            .await?;
+        self.store
+            .execute(
+                "INSERT INTO components
+                 (tenant, hash, extension, version, world, descriptor, size, uploaded_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant, hash) DO NOTHING",
+                vec![
+                    tenant.into(),
+                    version.hash.clone().into(),
+                    version.extension.clone().into(),
+                    version.version.clone().into(),
+                    version.world.clone().into(),
+                    version.descriptor.to_string().into(),
+                    version.size.into(),
+                    version.uploaded_ms.into(),
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn component_of(row: &Row) -> ComponentVersion {
+        ComponentVersion {
+            hash: text(row, 0),
+            extension: text(row, 1),
+            version: text(row, 2),
+            world: text(row, 3),
+            descriptor: json(row, 4),
+            size: int(row, 5),
+            uploaded_ms: int(row, 6),
+        }
+    }
+
+    pub async fn component(
+        &self,
+        tenant: &str,
+        hash: &str,
+    ) -> Result<ComponentVersion, PlinthError> {
+        self.store
+            .query(
+                "SELECT hash, extension, version, world, descriptor, size, uploaded_ms
+                 FROM components WHERE tenant = $1 AND hash = $2",
+                vec![tenant.into(), hash.into()],
+            )
+            .await?
+            .first()
+            .map(Self::component_of)
+            .ok_or_else(|| not_found(format!("tenant {tenant} has no component sha256:{hash}")))
+    }
+
+    pub async fn components(&self, tenant: &str) -> Result<Vec<ComponentVersion>, PlinthError> {
+        Ok(self
+            .store
+            .query(
+                "SELECT hash, extension, version, world, descriptor, size, uploaded_ms
+                 FROM components WHERE tenant = $1 ORDER BY extension, uploaded_ms",
+                vec![tenant.into()],
+            )
+            .await?
+            .iter()
+            .map(Self::component_of)
+            .collect())
+    }
+
+    pub async fn blob(&self, hash: &str) -> Result<Vec<u8>, PlinthError> {
+        match self
+            .store
+            .query("SELECT bytes FROM blobs WHERE hash = $1", vec![hash.into()])
+            .await?
+            .pop()
+            .and_then(|mut row| row.pop())
+        {
+            Some(Sql::Blob(bytes)) => Ok(bytes),
+            _ => Err(not_found(format!("no component sha256:{hash}"))),
+        }
+    }
+
+    // ---- installations -------------------------------------------------------------
+
+    fn installation_of(row: &Row) -> Installation {
+        Installation {
+            tenant: text(row, 0),
+            id: text(row, 1),
+            component: text(row, 2),
+            config: json(row, 3),
+            grants: text(row, 4),
+            limits: serde_json::from_str(row[5].text().unwrap_or("{}")).unwrap_or_default(),
+            tick_interval_ms: row[6].int().map(|v| v as u64),
+            enabled: int(row, 7) != 0,
+            parked: row[8].text().map(str::to_owned),
+            created_ms: int(row, 9),
+            updated_ms: int(row, 10),
+        }
+    }
+
+    pub async fn create_installation(&self, i: &Installation) -> Result<(), PlinthError> {
+        let inserted = self
+            .store
+            .execute(
+                &format!(
+                    "INSERT INTO installations ({INSTALLATION_COLUMNS})
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT (tenant, id) DO NOTHING"
+                ),
+                Self::installation_params(i)?,
+            )
+            .await?;
+        if inserted == 0 {
+            return Err(PlinthError::new(
+                ErrorCode::Conflict,
+                format!("tenant {} already has an installation {}", i.tenant, i.id),
+            ));
+        }
+        Ok(())
+    }
+
+    fn installation_params(i: &Installation) -> Result<Vec<Sql>, PlinthError> {
+        Ok(vec![
+            i.tenant.clone().into(),
+            i.id.clone().into(),
+            i.component.clone().into(),
+            i.config.to_string().into(),
+            i.grants.clone().into(),
+            serde_json::to_string(&i.limits)
+                .map_err(|e| internal(e.to_string()))?
+                .into(),
+            i.tick_interval_ms.map(|v| v as i64).into(),
+            i64::from(i.enabled).into(),
+            i.parked.clone().into(),
+            i.created_ms.into(),
+            i.updated_ms.into(),
+        ])
+    }
+
+    /// Writes every field of an existing installation.
+    pub async fn update_installation(&self, i: &Installation) -> Result<(), PlinthError> {
+        let changed = self
+            .store
+            .execute(
+                "UPDATE installations SET component = $3, config = $4, grants = $5, limits = $6,
+                 tick_ms = $7, enabled = $8, parked = $9, created_ms = $10, updated_ms = $11
+                 WHERE tenant = $1 AND id = $2",
+                Self::installation_params(i)?,
+            )
+            .await?;
+        if changed == 0 {
+            return Err(not_found(format!(
+                "tenant {} has no installation {}",
+                i.tenant, i.id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Parks an installation unless it is parked already; whether this call parked it.
+    pub async fn park(&self, tenant: &str, id: &str, reason: &str) -> Result<bool, PlinthError> {
+        Ok(self
+            .store
+            .execute(
+                "UPDATE installations SET parked = $3, updated_ms = $4
+                 WHERE tenant = $1 AND id = $2 AND parked IS NULL",
+                vec![tenant.into(), id.into(), reason.into(), now_ms().into()],
+            )
+            .await?
+            == 1)
+    }
+
+    pub async fn installation(&self, tenant: &str, id: &str) -> Result<Installation, PlinthError> {
+        self.store
+            .query(
+                &format!(
+                    "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE tenant = $1 AND id = $2"
+                ),
+                vec![tenant.into(), id.into()],
+            )
+            .await?
+            .first()
+            .map(Self::installation_of)
+            .ok_or_else(|| not_found(format!("tenant {tenant} has no installation {id}")))
+    }
+
+    pub async fn installations(&self, tenant: &str) -> Result<Vec<Installation>, PlinthError> {
+        Ok(self
+            .store
+            .query(
+                &format!(
+                    "SELECT {INSTALLATION_COLUMNS} FROM installations WHERE tenant = $1 ORDER BY id"
+                ),
+                vec![tenant.into()],
+            )
+            .await?
+            .iter()
+            .map(Self::installation_of)
+            .collect())
+    }
+
+    /// Every installation that ticks: enabled, not parked, with an interval.
+    pub async fn ticking(&self) -> Result<Vec<Installation>, PlinthError> {
+        Ok(self
+            .store
+            .query(
+                &format!(
+                    "SELECT {INSTALLATION_COLUMNS} FROM installations
+                     WHERE enabled = 1 AND parked IS NULL AND tick_ms IS NOT NULL"
+                ),
+                vec![],
+            )
+            .await?
+            .iter()
+            .map(Self::installation_of)
+            .collect())
+    }
+
+    pub async fn delete_installation(&self, tenant: &str, id: &str) -> Result<(), PlinthError> {
+        let deleted = self
+            .store
+            .execute(
+                "DELETE FROM installations WHERE tenant = $1 AND id = $2",
+                vec![tenant.into(), id.into()],
+            )
+            .await?;
+        if deleted == 0 {
+            return Err(not_found(format!(
+                "tenant {tenant} has no installation {id}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Claims the tick of an installation due at `due_ms` for this node: true for exactly
+    /// one node of those sharing the store, however many try.
+    pub async fn claim_tick(
+        &self,
+        tenant: &str,
+        id: &str,
+        due_ms: i64,
+        node: &str,
+    ) -> Result<bool, PlinthError> {
+        Ok(self
+            .store
+            .execute(
+                "UPDATE installations SET tick_claim_ms = $3, tick_node = $4
+                 WHERE tenant = $1 AND id = $2 AND tick_claim_ms < $3",
+                vec![tenant.into(), id.into(), due_ms.into(), node.into()],
+            )
+            .await?
+            == 1)
+    }
+
+    // ---- dashboards ----------------------------------------------------------------
+
+    pub async fn put_dashboard(
+        &self,
+        tenant: &str,
+        name: &str,
+        tiles: &[Tile],
+    ) -> Result<Dashboard, PlinthError> {
+        check_id("dashboard", name)?;
+        let updated = now_ms();
+        self.store
+            .execute(
+                "INSERT INTO dashboards (tenant, name, tiles, updated_ms) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (tenant, name) DO UPDATE SET tiles = $3, updated_ms = $4",
+                vec![
+                    tenant.into(),
+                    name.into(),
+                    serde_json::to_string(tiles)
+                        .map_err(|e| internal(e.to_string()))?
+                        .into(),
+                    updated.into(),
+                ],
+            )
+            .await?;
+        Ok(Dashboard {
+            name: name.to_owned(),
+            tiles: tiles.to_vec(),
+            updated_ms: updated,
+        })
+    }
+
+    fn dashboard_of(row: &Row) -> Dashboard {
+        Dashboard {
+            name: text(row, 0),
+            tiles: serde_json::from_str(row[1].text().unwrap_or("[]")).unwrap_or_default(),
+            updated_ms: int(row, 2),
+        }
+    }
+
+    pub async fn dashboard(&self, tenant: &str, name: &str) -> Result<Dashboard, PlinthError> {
+        self.store
+            .query(
+                "SELECT name, tiles, updated_ms FROM dashboards WHERE tenant = $1 AND name = $2",
+                vec![tenant.into(), name.into()],
+            )
+            .await?
+            .first()
+            .map(Self::dashboard_of)
+            .ok_or_else(|| not_found(format!("tenant {tenant} has no dashboard {name}")))
+    }
+
+    pub async fn dashboards(&self, tenant: &str) -> Result<Vec<Dashboard>, PlinthError> {
+        Ok(self
+            .store
+            .query(
+                "SELECT name, tiles, updated_ms FROM dashboards WHERE tenant = $1 ORDER BY name",
+                vec![tenant.into()],
+            )
+            .await?
+            .iter()
+            .map(Self::dashboard_of)
+            .collect())
+    }
+
+    pub async fn delete_dashboard(&self, tenant: &str, name: &str) -> Result<(), PlinthError> {
+        let deleted = self
+            .store
+            .execute(
+                "DELETE FROM dashboards WHERE tenant = $1 AND name = $2",
+                vec![tenant.into(), name.into()],
+            )
+            .await?;
+        if deleted == 0 {
+            return Err(not_found(format!(
+                "tenant {tenant} has no dashboard {name}"
+            )));
+        }
+        Ok(())
+    }
+}

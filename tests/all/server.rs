@@ -1,0 +1,1135 @@
+//! The server end to end: a real `plinth serve` on loopback, driven over HTTP and
+//! WebSocket like the console and tenants' scripts drive it.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use plinth_host::{BackendsConfig, BroadcastConfig, CacheConfig, DbConfig};
+use plinth_server::config::MetadataConfig;
+use plinth_server::{RunningServer, ServerConfig};
+use plinth_tests::{guest, unique_tenants};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+const REDIS: &str = "redis://127.0.0.1:6379";
+const POSTGRES: &str = "postgres://root@127.0.0.1:5432/test";
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A server on a free port with its own data directory.
+struct TestServer {
+    server: Option<RunningServer>,
+    _dir: tempfile::TempDir,
+    http: reqwest::Client,
+    operator: String,
+}
+
+fn test_config(dir: &std::path::Path) -> ServerConfig {
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_owned(),
+        demo: false,
+        pool_instances: 32,
+        ..ServerConfig::default()
+    };
+    config.scheduler.min_interval = Duration::from_millis(100);
+    config
+}
+
+/// The backends a test body runs against: embedded, or every real service.
+fn real_services(config: &mut ServerConfig, schema: &str) {
+    config.backends = BackendsConfig {
+        cache: CacheConfig::Redis { url: REDIS.into() },
+        broadcast: BroadcastConfig::Redis { url: REDIS.into() },
+        db: DbConfig::Postgres {
+            url: POSTGRES.into(),
+        },
+    };
+    config.metadata = MetadataConfig::Postgres {
+        url: POSTGRES.into(),
+        schema: schema.into(),
+    };
+}
+
+fn unique_schema() -> String {
+    let (a, _) = unique_tenants();
+    format!("plinth_test_{}", a.replace('-', "_"))
+}
+
+impl TestServer {
+    async fn start(edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = test_config(dir.path());
+        edit(&mut config);
+        let server = plinth_server::start(config).await.expect("server starts");
+        let operator = plinth_server::operator_token(&server.app).await.unwrap();
+        TestServer {
+            server: Some(server),
+            _dir: dir,
+            http: reqwest::Client::new(),
+            operator,
+        }
+    }
+
+    fn server(&self) -> &RunningServer {
+        self.server.as_ref().unwrap()
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server().url())
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (u16, Value) {
+        let mut request = self
+            .http
+            .request(method.parse().unwrap(), self.url(path))
+            .timeout(Duration::from_secs(60));
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                panic!(
+                    "{method} {path}: not JSON: {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, value)
+    }
+
+    async fn json(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.send(
+            method,
+            path,
+            Some(token),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.send("GET", path, Some(token), None).await
+    }
+
+    /// A new tenant and a token of each role for it.
+    async fn tenant(&self, id: &str) -> (String, String) {
+        let (status, body) = self
+            .json("POST", "/api/v1/tenants", &self.operator, json!({"id": id}))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let token = |role: &'static str| async move {
+            let (status, body) = self
+                .json(
+                    "POST",
+                    &format!("/api/v1/tenants/{id}/tokens"),
+                    &self.operator,
+                    json!({"role": role, "label": "test"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+            body["token"].as_str().unwrap().to_owned()
+        };
+        (token("tenant-admin").await, token("viewer").await)
+    }
+
+    async fn upload(&self, tenant: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
+        self.send(
+            "POST",
+            &format!("/api/v1/tenants/{tenant}/components"),
+            Some(token),
+            Some(bytes),
+        )
+        .await
+    }
+
+    async fn socket(&self, token: &str) -> Socket {
+        let url = format!("ws://{}/api/v1/ws?token={token}", self.server().addr);
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket opens");
+        socket
+    }
+
+    async fn stop(mut self) {
+        self.server.take().unwrap().stop().await.unwrap();
+    }
+}
+
+async fn send_ws(socket: &mut Socket, value: Value) {
+    socket
+        .send(Message::Text(value.to_string().into()))
+        .await
+        .unwrap();
+}
+
+/// The next JSON text message, skipping pings; panics after `wait`.
+async fn next_json(socket: &mut Socket, wait: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(&text).unwrap();
+        }
+    }
+}
+
+/// Messages until one matches; panics after `wait`.
+async fn wait_for(socket: &mut Socket, wait: Duration, what: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let message = next_json(socket, left).await;
+        if what(&message) {
+            return message;
+        }
+    }
+}
+
+/// Upload → install (grants checked) → render → a tick pushes fresh views and the
+/// widget's own message to a subscribed socket. The same body on embedded backends and
+/// on Redis + PostgreSQL (metadata included).
+async fn upload_install_render_tick(server: TestServer) {
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    let (status, uploaded) = server
+        .upload(&tenant, &admin, guest("extensions/cache-stats"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let hash = uploaded["hash"].as_str().unwrap().to_owned();
+    assert_eq!(uploaded["extension"], "cache-stats");
+    assert_eq!(
+        uploaded["capabilities"],
+        json!(["cache", "broadcast", "log"])
+    );
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+
+    // Nothing granted: refused at install, naming the capability.
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "stats", "component": hash}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("CAPABILITY_DENIED")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("cache"),
+        "{body}"
+    );
+
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "stats", "component": hash, "grants": ["cache", "broadcast", "log"],
+                   "tick_interval_ms": 300}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.get(&format!("{path}/stats/data"), &viewer).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["views"][0]["kind"], "metric_card", "{body}");
+    assert_eq!(body["receipt"]["outcome"], "OK");
+
+    let mut socket = server.socket(&viewer).await;
+    send_ws(
+        &mut socket,
+        json!({"type": "subscribe", "topic": "widget/stats"}),
+    )
+    .await;
+    send_ws(
+        &mut socket,
+        json!({"type": "subscribe", "topic": "cache-stats"}),
+    )
+    .await;
+    let first = next_json(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(
+        first,
+        json!({"type": "subscribed", "topic": "widget/stats"})
+    );
+    let pushed = wait_for(&mut socket, Duration::from_secs(10), |m| {
+        m["type"] == "message" && m["topic"] == "widget/stats"
+    })
+    .await;
+    assert_eq!(pushed["payload"]["type"], "views", "{pushed}");
+    assert_eq!(
+        pushed["payload"]["views"][0]["kind"], "metric_card",
+        "{pushed}"
+    );
+    let sample = wait_for(&mut socket, Duration::from_secs(10), |m| {
+        m["type"] == "message" && m["topic"] == "cache-stats"
+    })
+    .await;
+    assert!(
+        sample["payload"]["hit_rate"].is_number() || sample["payload"].is_object(),
+        "{sample}"
+    );
+
+    let (status, receipts) = server.get(&format!("{path}/stats/receipts"), &viewer).await;
+    assert_eq!(status, 200);
+    let calls: Vec<&str> = receipts["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["call"].as_str().unwrap())
+        .collect();
+    assert!(
+        calls.contains(&"on-tick") && calls.contains(&"render"),
+        "{calls:?}"
+    );
+
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "plinth_calls_total{{tenant=\"{tenant}\",extension=\"Cache Statistics@1.0.0\",call=\"on-tick\",outcome=\"OK\"}}"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("plinth_ws_connections 1"), "{metrics}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_install_render_tick_embedded() {
+    upload_install_render_tick(TestServer::start(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upload_install_render_tick_redis_postgres() {
+    let schema = unique_schema();
+    upload_install_render_tick(TestServer::start(|c| real_services(c, &schema)).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_and_tenants_are_kept_apart() {
+    let server = TestServer::start(|_| {}).await;
+    let (a, b) = unique_tenants();
+    let (admin_a, viewer_a) = server.tenant(&a).await;
+    let (admin_b, _) = server.tenant(&b).await;
+    let hello = guest("extensions/hello-metric");
+
+    // A viewer cannot upload, install or make tokens.
+    let (status, body) = server.upload(&a, &viewer_a, hello.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/api/v1/tenants/{a}/tokens"),
+            &viewer_a,
+            json!({"role": "tenant-admin"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    // A tenant admin cannot create tenants or make operator tokens.
+    let (status, body) = server
+        .json("POST", "/api/v1/tenants", &admin_a, json!({"id": "mine"}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+
+    let (status, uploaded) = server.upload(&a, &admin_a, hello).await;
+    assert_eq!(status, 201, "{uploaded}");
+    let hash = uploaded["hash"].as_str().unwrap();
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/api/v1/tenants/{a}/installations"),
+            &admin_a,
+            json!({"id": "hello", "component": hash}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = server
+        .get(
+            &format!("/api/v1/tenants/{a}/installations/hello/data"),
+            &viewer_a,
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // Tenant B's token sees nothing of A: not its installations, renders, components.
+    for path in [
+        format!("/api/v1/tenants/{a}/installations/hello/data"),
+        format!("/api/v1/tenants/{a}/installations"),
+        format!("/api/v1/tenants/{a}/components/{hash}"),
+        format!("/api/v1/tenants/{a}"),
+    ] {
+        let (status, body) = server.get(&path, &admin_b).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("NOT_FOUND")),
+            "{path}: {body}"
+        );
+    }
+    // Nor can B install A's component under its own tenant.
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("/api/v1/tenants/{b}/installations"),
+            &admin_b,
+            json!({"id": "stolen", "component": hash}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("NOT_FOUND")),
+        "{body}"
+    );
+
+    // B's socket cannot subscribe to A's widget, by name or by naming A.
+    let mut socket = server.socket(&admin_b).await;
+    send_ws(
+        &mut socket,
+        json!({"type": "subscribe", "topic": "widget/hello"}),
+    )
+    .await;
+    let refused = next_json(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(
+        (refused["type"].as_str(), refused["code"].as_str()),
+        (Some("error"), Some("NOT_FOUND")),
+        "{refused}"
+    );
+    send_ws(
+        &mut socket,
+        json!({"type": "subscribe", "tenant": a, "topic": "alerts"}),
+    )
+    .await;
+    let refused = next_json(&mut socket, Duration::from_secs(5)).await;
+    assert_eq!(refused["code"], "FORBIDDEN", "{refused}");
+
+    // Unauthenticated or unknown-token upgrades are refused before the upgrade.
+    for url in [
+        format!("ws://{}/api/v1/ws", server.server().addr),
+        format!("ws://{}/api/v1/ws?token=plt_nope", server.server().addr),
+    ] {
+        match tokio_tungstenite::connect_async(url.as_str()).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401, "{url}");
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["code"], "UNAUTHENTICATED");
+            }
+            other => panic!("{url}: upgrade not refused: {:?}", other.map(|_| ())),
+        }
+    }
+    // A page on another origin cannot use a viewer's token.
+    let mut request = format!("ws://{}/api/v1/ws?token={viewer_a}", server.server().addr)
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("origin", "https://evil.example".parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 403)
+        }
+        other => panic!("foreign origin not refused: {:?}", other.map(|_| ())),
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bad_uploads_and_requests_get_their_codes_and_the_server_keeps_serving() {
+    let server = TestServer::start(|c| {
+        c.http.max_upload_bytes = 4 << 20;
+        c.http.compile_slots = 1;
+    })
+    .await;
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        ("oversized", vec![0u8; 5 << 20], 413, "PAYLOAD_TOO_LARGE"),
+        (
+            "random bytes",
+            b"definitely not wasm".to_vec(),
+            422,
+            "INVALID_COMPONENT",
+        ),
+        (
+            "core module",
+            wat::parse_str("(module)").unwrap(),
+            422,
+            "NOT_A_COMPONENT",
+        ),
+        ("empty", Vec::new(), 400, "INVALID_REQUEST"),
+    ];
+    for (what, bytes, status, code) in cases {
+        let (got, body) = server.upload(&tenant, &admin, bytes).await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{what}: {body}"
+        );
+        assert!(!body["message"].as_str().unwrap().is_empty());
+    }
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+    for (body, code) in [
+        (b"{not json".to_vec(), "INVALID_REQUEST"),
+        (
+            br#"{"id": "x", "component": "abc", "surprise": 1}"#.to_vec(),
+            "INVALID_REQUEST",
+        ),
+        (
+            br#"{"id": "Bad Id", "component": "abc"}"#.to_vec(),
+            "INVALID_REQUEST",
+        ),
+        (br#"{"id": "x", "component": "0000"}"#.to_vec(), "NOT_FOUND"),
+    ] {
+        let (_, answer) = server.send("POST", &path, Some(&admin), Some(body)).await;
+        assert_eq!(answer["code"], code, "{answer}");
+    }
+    let (status, body) = server.send("PATCH", &path, Some(&admin), None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
+        "{body}"
+    );
+
+    // Config is checked against the widget's schema; limits may only be lowered.
+    let (status, uploaded) = server
+        .upload(&tenant, &admin, guest("extensions/hello-metric"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let hash = uploaded["hash"].as_str().unwrap();
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "h", "component": hash, "config": {"title": 5}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("INVALID_CONFIG")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("/title"),
+        "{body}"
+    );
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "h", "component": hash, "limits": {"fuel": "off"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("FORBIDDEN")),
+        "{body}"
+    );
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "h", "component": hash, "config": {"title": "Sales"},
+                   "limits": {"fuel": "10000000", "timeout": "200ms"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["limits"]["fuel"], 10_000_000);
+    let (status, body) = server
+        .json("POST", &path, &admin, json!({"id": "h", "component": hash}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{body}"
+    );
+
+    // A compile that takes too long answers COMPILE_TIMEOUT; while it still holds the
+    // only slot, the next upload is turned away with RATE_LIMITED.
+    let slow = TestServer::start(|c| {
+        c.http.compile_slots = 1;
+        c.http.compile_timeout = Duration::from_millis(1);
+    })
+    .await;
+    let (other, _) = unique_tenants();
+    let (other_admin, _) = slow.tenant(&other).await;
+    let bytes = guest("extensions/cache-stats");
+    let (status, body) = slow.upload(&other, &other_admin, bytes.clone()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("COMPILE_TIMEOUT")),
+        "{body}"
+    );
+    let (status, body) = slow.upload(&other, &other_admin, bytes).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (429, Some("RATE_LIMITED")),
+        "{body}"
+    );
+    slow.stop().await;
+
+    // Still serving.
+    let (status, body) = server.get(&format!("{path}/h/data"), &viewer).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["views"][0]["title"], "Sales");
+    let (status, _) = server.send("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn upgrade_shows_the_permission_diff_and_needs_the_grants() {
+    let server = TestServer::start(|_| {}).await;
+    let (tenant, _) = unique_tenants();
+    let (admin, _) = server.tenant(&tenant).await;
+    let (_, hello) = server
+        .upload(&tenant, &admin, guest("extensions/hello-metric"))
+        .await;
+    let (_, stats) = server
+        .upload(&tenant, &admin, guest("extensions/cache-stats"))
+        .await;
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "w", "component": hello["hash"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let upgrade = format!("{path}/w/upgrade");
+    let (status, body) = server
+        .json(
+            "POST",
+            &upgrade,
+            &admin,
+            json!({"component": stats["hash"], "dry_run": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["diff"]["added_capabilities"],
+        json!(["cache", "broadcast", "log"])
+    );
+    assert_eq!(body["diff"]["applied"], false);
+    let (status, body) = server
+        .json(
+            "POST",
+            &upgrade,
+            &admin,
+            json!({"component": stats["hash"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("GRANTS_REQUIRED")),
+        "{body}"
+    );
+    let (_, still) = server.get(&format!("{path}/w"), &admin).await;
+    assert_eq!(still["component"], hello["hash"]);
+    let (status, body) = server
+        .json(
+            "POST",
+            &upgrade,
+            &admin,
+            json!({"component": stats["hash"], "grants": "cache,broadcast,log"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["diff"]["applied"], true);
+    assert_eq!(body["installation"]["component"], stats["hash"]);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_circuit_breaker_parks_a_trapping_installation() {
+    let server = TestServer::start(|c| c.scheduler.breaker_failures = 3).await;
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    let (status, uploaded) = server
+        .upload(&tenant, &admin, guest("tests/guests/hostile"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "bad", "component": uploaded["hash"], "config": {"attack": "panic"},
+                   "grants": "cache,db:write,broadcast,log"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut socket = server.socket(&viewer).await;
+    send_ws(
+        &mut socket,
+        json!({"type": "subscribe", "topic": "installation/bad"}),
+    )
+    .await;
+    next_json(&mut socket, Duration::from_secs(5)).await;
+    for _ in 0..3 {
+        let (status, body) = server.get(&format!("{path}/bad/data"), &viewer).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (502, Some("GUEST_TRAP")),
+            "{body}"
+        );
+    }
+    let (status, body) = server.get(&format!("{path}/bad/data"), &viewer).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("INSTALLATION_PARKED")),
+        "{body}"
+    );
+    let (_, shown) = server.get(&format!("{path}/bad"), &viewer).await;
+    assert_eq!(shown["status"], "parked", "{shown}");
+    assert!(
+        shown["parked"].as_str().unwrap().contains("GUEST_TRAP"),
+        "{shown}"
+    );
+    let told = wait_for(&mut socket, Duration::from_secs(5), |m| {
+        m["type"] == "message"
+    })
+    .await;
+    assert_eq!(told["payload"]["type"], "parked", "{told}");
+    let (_, logs) = server.get(&format!("{path}/bad/logs"), &viewer).await;
+    assert_eq!(logs["errors"].as_array().unwrap().len(), 3, "{logs}");
+    assert!(
+        logs["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on purpose"),
+        "{logs}"
+    );
+
+    // Fixed config, enabled again: it runs.
+    let (status, body) = server
+        .json(
+            "POST",
+            &format!("{path}/bad/upgrade"),
+            &admin,
+            json!({"component": uploaded["hash"], "config": {"attack": "ok"}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .send("POST", &format!("{path}/bad/enable"), Some(&admin), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server.get(&format!("{path}/bad/data"), &viewer).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// A client that subscribes and stops reading while 640 MiB are published to it: the
+/// server's memory stays bounded, and the client is told and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_consumer_does_not_grow_server_memory() {
+    let server = TestServer::start(|c| c.websocket.queue_messages = 64).await;
+    let (tenant, _) = unique_tenants();
+    let (_, viewer) = server.tenant(&tenant).await;
+    let mut slow = server.socket(&viewer).await;
+    send_ws(&mut slow, json!({"type": "subscribe", "topic": "flood"})).await;
+    assert_eq!(
+        next_json(&mut slow, Duration::from_secs(5)).await["type"],
+        "subscribed"
+    );
+
+    // The client reads nothing for two seconds, then everything.
+    let reader = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut told = false;
+        let mut close_code = None;
+        while let Ok(Some(message)) =
+            tokio::time::timeout(Duration::from_secs(10), slow.next()).await
+        {
+            match message {
+                Ok(Message::Text(text)) => {
+                    let value: Value = serde_json::from_str(&text).unwrap();
+                    told |= value["type"] == "slow_consumer";
+                }
+                Ok(Message::Close(frame)) => {
+                    close_code = frame.map(|f| u16::from(f.code));
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        (told, close_code)
+    });
+    let hub = server.server().app.backends().broadcast.clone();
+    let payload = json!({"blob": "x".repeat(16 << 10)});
+    let before = resident_bytes();
+    let mut peak = before;
+    for i in 0..40_000u32 {
+        hub.publish(&tenant, "flood", payload.clone())
+            .await
+            .unwrap();
+        if i % 256 == 0 {
+            tokio::task::yield_now().await;
+            peak = peak.max(resident_bytes());
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    peak = peak.max(resident_bytes());
+    let growth = peak.saturating_sub(before);
+    assert!(
+        growth < 96 << 20,
+        "server memory grew by {} MiB while 640 MiB were published to a stalled client",
+        growth >> 20
+    );
+    let metrics = &server.server().app.metrics;
+    assert_eq!(
+        metrics
+            .ws_slow_consumers
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert!(
+        metrics
+            .ws_messages_dropped
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+
+    // The client, reading at last, finds the notice and the close after what was queued.
+    let (told, close_code) = reader.await.unwrap();
+    assert!(told, "the slow consumer was not told");
+    assert_eq!(close_code, Some(plinth_server::ws::CLOSE_SLOW_CONSUMER));
+
+    // Other clients are unaffected.
+    let mut fresh = server.socket(&viewer).await;
+    send_ws(&mut fresh, json!({"type": "ping"})).await;
+    assert_eq!(
+        next_json(&mut fresh, Duration::from_secs(5)).await["type"],
+        "pong"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn websocket_limits_messages_by_size_and_rate() {
+    let server = TestServer::start(|c| {
+        c.websocket.messages_per_second = 5;
+        c.websocket.max_message_bytes = 1024;
+    })
+    .await;
+    let (tenant, _) = unique_tenants();
+    let (_, viewer) = server.tenant(&tenant).await;
+
+    let mut chatty = server.socket(&viewer).await;
+    for _ in 0..40 {
+        if chatty
+            .send(Message::Text(json!({"type": "ping"}).to_string().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut refused = false;
+    let mut close_code = None;
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_secs(5), chatty.next()).await
+    {
+        match message {
+            Message::Text(text) => {
+                refused |= serde_json::from_str::<Value>(&text).unwrap()["code"] == "RATE_LIMITED"
+            }
+            Message::Close(frame) => {
+                close_code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(refused, "no RATE_LIMITED error");
+    assert_eq!(close_code, Some(plinth_server::ws::CLOSE_RATE_LIMITED));
+
+    let mut big = server.socket(&viewer).await;
+    let _ = big.send(Message::Text("x".repeat(4096).into())).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match big.next().await {
+                None | Some(Err(_)) => return None,
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .expect("an oversized message ends the connection");
+    assert!(matches!(ended, None | Some(1009)), "{ended:?}");
+
+    // Unknown and malformed messages get an error and the connection stays.
+    let mut socket = server.socket(&viewer).await;
+    send_ws(&mut socket, json!({"type": "dance"})).await;
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).await["code"],
+        "INVALID_REQUEST"
+    );
+    send_ws(
+        &mut socket,
+        json!({"type": "subscribe", "topic": "no/such/kind"}),
+    )
+    .await;
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).await["code"],
+        "INVALID_REQUEST"
+    );
+    send_ws(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).await["type"],
+        "pong"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_health_and_metrics_are_served() {
+    let server = TestServer::start(|_| {}).await;
+    let (status, document) = server.send("GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(document["openapi"], "3.0.3");
+    assert!(
+        document["paths"]["/api/v1/tenants/{tenant}/installations/{id}/data"]["get"].is_object()
+    );
+    let statuses = &document["components"]["schemas"]["Error"]["x-status-of-code"];
+    for code in plinth_host::ErrorCode::ALL {
+        assert!(
+            statuses[code.as_str()].as_u64().is_some(),
+            "{code} has no status"
+        );
+    }
+    let (status, body) = server.send("GET", "/readyz", None, None).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")));
+    let response = server
+        .http
+        .get(server.url("/api/v1/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    server.stop().await;
+}
+
+/// A TCP relay to PostgreSQL that the test can cut and restore, standing in for a
+/// database that goes away.
+struct Relay {
+    addr: std::net::SocketAddr,
+    open: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Relay {
+    async fn start(target: &'static str) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            Default::default();
+        let (open2, connections2) = (open.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !open2.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                connections2.lock().unwrap().push(tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                }));
+            }
+        });
+        Relay {
+            addr,
+            open,
+            connections,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The metadata database goes away under a running server: requests that need it get
+/// 503 UNAVAILABLE, `/readyz` says so, everything else keeps serving, and it recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn metadata_database_outage_is_reported_and_survived() {
+    let relay = Relay::start("127.0.0.1:5432").await;
+    let url = format!("postgres://root@{}/test", relay.addr);
+    let schema = unique_schema();
+    let server = TestServer::start(|c| {
+        c.metadata = MetadataConfig::Postgres {
+            url: url.clone(),
+            schema: schema.clone(),
+        };
+    })
+    .await;
+    let (tenant, _) = unique_tenants();
+    let (admin, _) = server.tenant(&tenant).await;
+    let list = format!("/api/v1/tenants/{tenant}/installations");
+    let (status, _) = server.get(&list, &admin).await;
+    assert_eq!(status, 200);
+
+    relay.cut();
+    tokio::time::sleep(Duration::from_secs(5)).await; // the token memory expires
+    let (status, body) = server.get(&list, &admin).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{body}"
+    );
+    let (status, body) = server.send("GET", "/readyz", None, None).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("UNAVAILABLE")),
+        "{body}"
+    );
+    let (status, _) = server.send("GET", "/healthz", None, None).await;
+    assert_eq!(status, 200);
+
+    relay.restore();
+    let (status, body) = server.get(&list, &admin).await;
+    assert_eq!(status, 200, "{body}");
+    server.stop().await;
+
+    // A server whose metadata database cannot be reached does not start, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.metadata = MetadataConfig::Postgres {
+        url: "postgres://root@127.0.0.1:1/test".into(),
+        schema: "plinth".into(),
+    };
+    let error = plinth_server::start(config)
+        .await
+        .err()
+        .expect("start refused");
+    assert_eq!(error.code, plinth_host::ErrorCode::Unavailable, "{error}");
+}
+
+/// Two nodes sharing PostgreSQL and Redis: every tick runs on one of them only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_run_each_tick_once() {
+    let schema = unique_schema();
+    let one = TestServer::start(|c| {
+        real_services(c, &schema);
+        c.node_id = "one".into();
+    })
+    .await;
+    let two = TestServer::start(|c| {
+        real_services(c, &schema);
+        c.node_id = "two".into();
+    })
+    .await;
+    let (tenant, _) = unique_tenants();
+    let (admin, _) = one.tenant(&tenant).await;
+    let (status, uploaded) = one
+        .upload(&tenant, &admin, guest("extensions/hello-metric"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let (status, body) = one
+        .json(
+            "POST",
+            &format!("/api/v1/tenants/{tenant}/installations"),
+            &admin,
+            json!({"id": "t", "component": uploaded["hash"], "tick_interval_ms": 200}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    // Node two reads installations every few seconds; give both time to tick.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let ticks = |server: &TestServer| {
+        server
+            .server()
+            .app
+            .recent_receipts(&tenant, "t")
+            .iter()
+            .filter(|r| r.call == "on-tick")
+            .count()
+    };
+    let (a, b) = (ticks(&one), ticks(&two));
+    let lost = one
+        .server()
+        .app
+        .metrics
+        .ticks_claimed_elsewhere
+        .load(std::sync::atomic::Ordering::Relaxed)
+        + two
+            .server()
+            .app
+            .metrics
+            .ticks_claimed_elsewhere
+            .load(std::sync::atomic::Ordering::Relaxed);
+    // 8 s at 200 ms: at most 41 periods, each run once in all.
+    assert!(a + b <= 41, "ticks ran twice: {a} + {b}");
+    assert!(a + b >= 20, "too few ticks: {a} + {b}");
+    assert!(
+        b > 0 && lost > 0,
+        "node two never competed: {a} + {b}, {lost} lost claims"
+    );
+    one.stop().await;
+    two.stop().await;
+}
