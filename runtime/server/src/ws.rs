@@ -301,21 +301,10 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
             let mut refilled = Instant::now();
             while let Some(Ok(message)) = stream.next().await {
                 *last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
-                let text = match message {
-                    Message::Text(text) => text,
-                    Message::Close(_) => return false,
-                    Message::Binary(_) => {
-                        connection.offer(
-                            &app,
-                            error_text(&PlinthError::new(
-                                ErrorCode::InvalidRequest,
-                                "messages are JSON text",
-                            )),
-                        );
-                        continue;
-                    }
-                    _ => continue,
-                };
+                if let Message::Close(_) = message {
+                    return false;
+                }
+                // Every frame counts against the rate, whatever its kind.
                 tokens = (tokens + refilled.elapsed().as_secs_f64() * rate).min(rate * 2.0);
                 refilled = Instant::now();
                 if tokens < 1.0 {
@@ -333,6 +322,20 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                     return true;
                 }
                 tokens -= 1.0;
+                let text = match message {
+                    Message::Text(text) => text,
+                    Message::Binary(_) => {
+                        connection.offer(
+                            &app,
+                            error_text(&PlinthError::new(
+                                ErrorCode::InvalidRequest,
+                                "messages are JSON text",
+                            )),
+                        );
+                        continue;
+                    }
+                    _ => continue,
+                };
                 let reply = match serde_json::from_str::<ClientMessage>(&text) {
                     Err(e) => error_text(&PlinthError::new(
                         ErrorCode::InvalidRequest,
