@@ -1133,3 +1133,77 @@ async fn two_nodes_run_each_tick_once() {
     one.stop().await;
     two.stop().await;
 }
+
+/// Slow ticks of one tenant never overlap themselves, are coalesced instead of queued,
+/// and do not hold up another tenant's ticks: the per-tenant cap leaves it a slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ticks_never_overlap_are_coalesced_and_tenants_are_kept_fair() {
+    let server = TestServer::start(|c| {
+        c.scheduler.max_running = 3;
+        c.scheduler.max_running_per_tenant = 2;
+    })
+    .await;
+    let (busy, calm) = unique_tenants();
+    let (busy_admin, _) = server.tenant(&busy).await;
+    let (calm_admin, _) = server.tenant(&calm).await;
+    let hostile = guest("tests/guests/hostile");
+    for (tenant, admin, attack, count) in [
+        (&busy, &busy_admin, "slow-tick", 6),
+        (&calm, &calm_admin, "ok", 1),
+    ] {
+        let (status, uploaded) = server.upload(tenant, admin, hostile.clone()).await;
+        assert_eq!(status, 201, "{uploaded}");
+        for i in 0..count {
+            let (status, body) = server
+                .json(
+                    "POST",
+                    &format!("/api/v1/tenants/{tenant}/installations"),
+                    admin,
+                    json!({"id": format!("w{i}"), "component": uploaded["hash"],
+                           "config": {"attack": attack}, "tick_interval_ms": 100,
+                           "grants": "cache,db:write,broadcast,log"}),
+                )
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+    }
+    let started = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let app = &server.server().app;
+    let ticks = |tenant: &str, id: &str| {
+        app.recent_receipts(tenant, id)
+            .iter()
+            .filter(|r| r.call == "on-tick")
+            .count()
+    };
+    let busy_ticks: Vec<usize> = (0..6).map(|i| ticks(&busy, &format!("w{i}"))).collect();
+    // One installation's 300 ms ticks cannot run more often than back to back.
+    let most = (seconds / 0.3).ceil() as usize + 1;
+    for (i, n) in busy_ticks.iter().enumerate() {
+        assert!(
+            *n <= most,
+            "w{i} ticked {n} times in {seconds:.1} s: ticks overlapped"
+        );
+    }
+    // Two at a time for the busy tenant: about 2 / 0.3 s in all, never more.
+    let total: usize = busy_ticks.iter().sum();
+    assert!(
+        total <= (seconds * 2.0 / 0.3).ceil() as usize + 2,
+        "the busy tenant ran {total} slow ticks in {seconds:.1} s past its cap of 2"
+    );
+    assert!(total >= 8, "the busy tenant hardly ran: {busy_ticks:?}");
+    assert!(
+        app.metrics
+            .ticks_coalesced
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+    );
+    // The calm tenant's 100 ms ticks kept their pace beside the busy one.
+    let calm_ticks = ticks(&calm, "w0");
+    assert!(
+        calm_ticks as f64 >= seconds / 0.1 * 0.6,
+        "the calm tenant ticked {calm_ticks} times in {seconds:.1} s; the busy one {busy_ticks:?}"
+    );
+    server.stop().await;
+}

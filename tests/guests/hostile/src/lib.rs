@@ -49,6 +49,16 @@ fn aliased_rows(count: usize, text_len: usize) -> Vec<Vec<Value>> {
 }
 
 impl Widget for Hostile {
+    /// `slow-tick` holds its tick for 300 ms (blocked in a WASI sleep, no CPU), to show
+    /// the scheduler never overlaps an installation's ticks and keeps tenants apart.
+    fn on_tick(tick: Tick) -> Result<(), Error> {
+        let config: Config = tick.config()?;
+        if config.attack == "slow-tick" {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        }
+        Ok(())
+    }
+
     fn render(request: RenderRequest) -> Result<Vec<View>, Error> {
         let config: Config = request.config()?;
         match config.attack.as_str() {
