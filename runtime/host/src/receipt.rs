@@ -9,7 +9,7 @@ use crate::capability::Capability;
 use crate::error::ErrorCode;
 
 /// How a call ended: `OK` or its error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UsageOutcome {
     Ok,
     Error(ErrorCode),

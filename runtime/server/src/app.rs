@@ -125,6 +125,7 @@ pub struct App {
     failures: Mutex<HashMap<(String, String), u32>>,
     /// Installations read recently, so a render does not wait on the metadata database.
     installations: Mutex<HashMap<(String, String), (Instant, Installation)>>,
+    labels: Mutex<HashMap<String, Arc<str>>>,
     /// Woken when installations change, so the scheduler reloads at once.
     pub schedule_changed: Notify,
     pub hub: crate::ws::Hub,
@@ -185,6 +186,7 @@ impl App {
             errors: Mutex::default(),
             failures: Mutex::default(),
             installations: Mutex::default(),
+            labels: Mutex::default(),
             schedule_changed: Notify::new(),
             hub: crate::ws::Hub::default(),
             started: Instant::now(),
@@ -677,9 +679,8 @@ impl App {
         span.record("outcome", tracing::field::display(&receipt.outcome));
         span.record("fuel", receipt.fuel_used.unwrap_or(0));
         span.record("wall_us", receipt.wall_time_us);
-        let label = extension.label();
-        let name = label.split(" (").next().unwrap_or(&label);
-        self.metrics.record_call(receipt, name);
+        self.metrics
+            .record_call(receipt, &self.metrics_label(&extension));
         let key = (installation.tenant.clone(), installation.id.clone());
         push_recent(&self.receipts, key.clone(), receipt.clone());
         match &report.outcome {
@@ -707,6 +708,21 @@ impl App {
             }
         }
         Ok(report)
+    }
+
+    /// `name@version` of a loaded extension, as metrics label it; made once per version.
+    fn metrics_label(&self, extension: &Extension) -> Arc<str> {
+        let mut labels = self.labels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = labels.get(&extension.hash) {
+            return found.clone();
+        }
+        let label = extension.label();
+        let name: Arc<str> = Arc::from(label.split(" (").next().unwrap_or(&label));
+        // Before its first `describe` a component has no name yet: not remembered.
+        if !label.starts_with("component ") {
+            labels.insert(extension.hash.clone(), name.clone());
+        }
+        name
     }
 
     async fn count_fault(&self, installation: &Installation, error: &PlinthError) {

@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
-use plinth_host::Receipt;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use plinth_host::{Receipt, UsageOutcome};
 
 /// Buckets of the call duration histogram, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -88,12 +91,13 @@ struct Histograms {
     lateness: Histogram,
 }
 
-/// A call series: (tenant, extension, export, outcome).
-type CallSeries = (String, String, &'static str, String);
+/// Calls of one tenant by (extension, export, outcome).
+type TenantCalls = HashMap<(Arc<str>, &'static str, UsageOutcome), u64>;
 
 /// Every metric the server exports.
 pub struct Metrics {
-    calls: Mutex<BTreeMap<CallSeries, u64>>,
+    /// Calls by tenant; looked up without allocating on the hot path.
+    calls: Mutex<HashMap<String, TenantCalls>>,
     histograms: Mutex<Histograms>,
     pub ws_connections: AtomicI64,
     pub ws_messages_sent: AtomicU64,
@@ -145,18 +149,17 @@ fn label(value: &str) -> String {
 
 impl Metrics {
     /// Records one call from its receipt; `extension` is `name@version`.
-    pub fn record_call(&self, receipt: &Receipt, extension: &str) {
-        *self
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((
-                receipt.tenant.clone(),
-                extension.to_owned(),
-                receipt.call,
-                receipt.outcome.to_string(),
-            ))
-            .or_default() += 1;
+    pub fn record_call(&self, receipt: &Receipt, extension: &Arc<str>) {
+        {
+            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
+            let tenant = match calls.get_mut(&receipt.tenant) {
+                Some(tenant) => tenant,
+                None => calls.entry(receipt.tenant.clone()).or_default(),
+            };
+            *tenant
+                .entry((extension.clone(), receipt.call, receipt.outcome))
+                .or_default() += 1;
+        }
         let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         h.duration.observe(receipt.wall_time_us as f64 / 1e6);
         if let Some(fuel) = receipt.fuel_used {
@@ -187,8 +190,9 @@ impl Metrics {
         self.calls
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .filter(|((_, _, c, o), _)| *c == call && o == outcome)
+            .values()
+            .flat_map(|tenant| tenant.iter())
+            .filter(|((_, c, o), _)| *c == call && o.to_string() == outcome)
             .map(|(_, n)| n)
             .sum()
     }
@@ -209,9 +213,25 @@ impl Metrics {
             "# HELP plinth_calls_total Calls into extensions by tenant, extension, export and outcome code.\n\
              # TYPE plinth_calls_total counter\n",
         );
-        for ((tenant, extension, call, outcome), n) in
-            self.calls.lock().unwrap_or_else(|p| p.into_inner()).iter()
-        {
+        let mut series: Vec<(String, String, &'static str, String, u64)> = self
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|(tenant, calls)| {
+                calls.iter().map(move |((extension, call, outcome), n)| {
+                    (
+                        tenant.clone(),
+                        extension.to_string(),
+                        *call,
+                        outcome.to_string(),
+                        *n,
+                    )
+                })
+            })
+            .collect();
+        series.sort();
+        for (tenant, extension, call, outcome, n) in &series {
             let _ = writeln!(
                 out,
                 "plinth_calls_total{{tenant=\"{}\",extension=\"{}\",call=\"{call}\",outcome=\"{outcome}\"}} {n}",
