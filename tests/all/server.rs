@@ -289,7 +289,7 @@ async fn upload_install_render_tick(server: TestServer) {
     })
     .await;
     assert!(
-        sample["payload"]["hit_rate"].is_number() || sample["payload"].is_object(),
+        sample["payload"]["hitRate"].is_number() && sample["payload"]["atMs"].as_u64() > Some(0),
         "{sample}"
     );
 
@@ -585,6 +585,20 @@ async fn bad_uploads_and_requests_get_their_codes_and_the_server_keeps_serving()
     assert_eq!(
         (status, body["code"].as_str()),
         (409, Some("CONFLICT")),
+        "{body}"
+    );
+    // An interval the scheduler cannot represent is refused, not scheduled.
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "forever", "component": hash, "tick_interval_ms": i64::MAX}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("INVALID_REQUEST")),
         "{body}"
     );
 

@@ -466,9 +466,10 @@ impl App {
                 )));
             }
             let min = self.config.scheduler.min_interval.as_millis() as u64;
-            if ms < min {
+            let max = crate::scheduler::MAX_INTERVAL_MS;
+            if ms < min || ms > max {
                 return Err(invalid(format!(
-                    "tick interval {ms} ms is below the server's minimum of {min} ms"
+                    "tick interval {ms} ms is outside the server's {min}..={max} ms"
                 )));
             }
         }

@@ -262,9 +262,18 @@ impl ServerConfig {
 
     fn validate(&self) -> Result<(), PlinthError> {
         self.default_limits.validate()?;
-        if self.http.compile_slots == 0 || self.scheduler.max_running == 0 {
+        if self.http.compile_slots == 0
+            || self.scheduler.max_running == 0
+            || self.scheduler.max_running_per_tenant == 0
+        {
             return Err(invalid(
-                "http.compile_slots and scheduler.max_running must be at least 1".into(),
+                "http.compile_slots, scheduler.max_running and max_running_per_tenant must be at least 1"
+                    .into(),
+            ));
+        }
+        if self.websocket.heartbeat.is_zero() || self.scheduler.min_interval.is_zero() {
+            return Err(invalid(
+                "websocket.heartbeat and scheduler.min_interval must be more than 0 ms".into(),
             ));
         }
         if !(0.0..=0.5).contains(&self.scheduler.jitter) {

@@ -634,7 +634,8 @@ impl Registry {
             .store
             .execute(
                 "UPDATE installations SET tick_claim_ms = $3, tick_node = $4
-                 WHERE tenant = $1 AND id = $2 AND tick_claim_ms < $3",
+                 WHERE tenant = $1 AND id = $2 AND tick_claim_ms < $3
+                   AND enabled = 1 AND parked IS NULL",
                 vec![tenant.into(), id.into(), due_ms.into(), node.into()],
             )
             .await?

@@ -10,13 +10,13 @@
 //! the others.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use plinth_host::Call;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::app::App;
@@ -38,18 +38,29 @@ struct Entry {
     sequence: u64,
 }
 
-/// The phase of an installation within its interval: the same on every node.
+/// Longest tick interval an installation may have (the install API refuses longer);
+/// keeps every due-time computation far from overflow.
+pub const MAX_INTERVAL_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// The phase of an installation within its interval: the same on every node, whatever
+/// toolchain built it (SHA-256, not the standard library's unspecified hasher).
 fn phase(tenant: &str, id: &str, interval: i64, jitter: f64) -> i64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    (tenant, id).hash(&mut hasher);
+    let digest = Sha256::digest(format!("{tenant}\0{id}").as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
     let span = ((interval as f64) * jitter * 2.0).max(1.0) as u64;
-    (hasher.finish() % span) as i64
+    (u64::from_le_bytes(first) % span) as i64
 }
 
-/// The first due time at or after `now` for an interval and phase.
+/// The first due time after `now` for an interval and phase. Intervals are at most
+/// [`MAX_INTERVAL_MS`]; the arithmetic saturates rather than wrap regardless.
 fn next_period(now: i64, interval: i64, phase: i64) -> i64 {
-    let k = (now - phase).div_euclid(interval) + 1;
-    k * interval + phase
+    let interval = interval.clamp(1, MAX_INTERVAL_MS as i64);
+    let k = now
+        .saturating_sub(phase)
+        .div_euclid(interval)
+        .saturating_add(1);
+    k.saturating_mul(interval).saturating_add(phase)
 }
 
 #[derive(Default)]
@@ -112,7 +123,10 @@ impl Scheduler {
         let mut due = BTreeMap::new();
         for installation in ticking {
             let key = (installation.tenant.clone(), installation.id.clone());
-            let interval = installation.tick_interval_ms.unwrap_or(0) as i64;
+            let interval = installation
+                .tick_interval_ms
+                .unwrap_or(0)
+                .min(MAX_INTERVAL_MS) as i64;
             if interval <= 0 {
                 continue;
             }
@@ -341,6 +355,10 @@ mod tests {
         assert_eq!((next - a) % interval, 0);
         // Exactly at a due time, the next period is one interval on.
         assert_eq!(next_period(next, interval, a), next + interval);
+        // Huge intervals and phases neither wrap nor go backwards.
+        let huge = i64::MAX;
+        let far = next_period(12_345, huge, phase("t", "x", huge, 0.5));
+        assert!(far > 12_345, "{far}");
         let spread: HashSet<i64> = (0..200)
             .map(|i| phase("t", &format!("w{i}"), interval, 0.1))
             .collect();
