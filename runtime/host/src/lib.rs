@@ -48,4 +48,4 @@ pub use receipt::{Receipt, UsageOutcome};
 pub use sandbox::{Call, CallReport, Extension, Import, Invocation, Sandbox, SandboxConfig, World};
 pub use state::{LimitBreach, LogLine, Publication};
 pub use tenant_quota::{TenantQuota, TenantQuotas};
-pub use wasi::{ImportKind, classify_import};
+pub use wasi::{ImportKind, classify_import, removal_hint};

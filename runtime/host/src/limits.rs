@@ -11,6 +11,15 @@ use crate::error::{ErrorCode, PlinthError};
 /// address space for this size per memory slot, so it bounds `memory_bytes` too.
 pub const MAX_MEMORY_BYTES: u64 = 1 << 30;
 
+/// A pool slot's share of core instances: what one call may instantiate. A Rust guest
+/// is two or three core instances; a Python component (libc, libpython, the app and the
+/// glue between them) needs about forty.
+pub const SLOT_INSTANCES: usize = 64;
+/// A pool slot's share of tables.
+pub const SLOT_TABLES: usize = 8;
+/// A pool slot's share of linear memories.
+pub const SLOT_MEMORIES: usize = 4;
+
 /// What one call may use. Defaults suit a dashboard widget; see `docs/limits.md`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -56,9 +65,9 @@ impl Default for Limits {
             fuel: Some(500_000_000),
             memory_bytes: 64 << 20,
             table_elements: 20_000,
-            instances: 16,
-            tables: 8,
-            memories: 4,
+            instances: SLOT_INSTANCES,
+            tables: SLOT_TABLES,
+            memories: SLOT_MEMORIES,
             timeout: Duration::from_millis(1_000),
             host_calls: 10_000,
             capability_calls: 5_000,
@@ -172,11 +181,14 @@ impl Limits {
         if self.timeout.is_zero() || self.timeout > Duration::from_secs(600) {
             return bad("timeout must be between 1 ms and 600 s".into());
         }
-        if self.instances > 16 || self.tables > 8 || self.memories > 4 {
-            return bad(
-                "at most 16 instances, 8 tables and 4 memories per call (a pool slot's share)"
-                    .into(),
-            );
+        if self.instances > SLOT_INSTANCES
+            || self.tables > SLOT_TABLES
+            || self.memories > SLOT_MEMORIES
+        {
+            return bad(format!(
+                "at most {SLOT_INSTANCES} instances, {SLOT_TABLES} tables and {SLOT_MEMORIES} \
+                 memories per call (a pool slot's share)"
+            ));
         }
         if self.output_bytes == 0 {
             return bad("output limit must be at least one byte".into());

@@ -24,7 +24,7 @@ use crate::capability::{Backends, Capability, Grants, Scope};
 use crate::compile_cache::{CodeSource, CompileCache, compile, component_hash};
 use crate::error::{ErrorCode, PlinthError};
 use crate::json;
-use crate::limits::{Limits, MAX_MEMORY_BYTES};
+use crate::limits::{Limits, MAX_MEMORY_BYTES, SLOT_INSTANCES, SLOT_MEMORIES, SLOT_TABLES};
 use crate::receipt::{Receipt, UsageOutcome};
 use crate::state::{CallRecord, CallState, CapView, LimitBreach, Limiter, LogLine, Publication};
 use crate::tenant_quota::{Permit, TenantQuota, TenantQuotas};
@@ -292,17 +292,16 @@ impl Sandbox {
             .async_stack_size(config.max_wasm_stack + (1 << 20));
         let n = config.pool_instances;
         let mut pool = PoolingAllocationConfig::new();
-        // Each slot's share of the pool covers one call's caps (Limits::default: 16 core
-        // instances, 4 memories, 8 tables), so one tenant's calls cannot take more than
-        // their share of slots.
+        // Each slot's share of the pool covers one call's caps (Limits::validate allows
+        // no more), so one tenant's calls cannot take more than their share of slots.
         pool.total_component_instances(n)
-            .total_core_instances(n * 16)
-            .total_memories(n * 4)
-            .total_tables(n * 8)
+            .total_core_instances(n * SLOT_INSTANCES as u32)
+            .total_memories(n * SLOT_MEMORIES as u32)
+            .total_tables(n * SLOT_TABLES as u32)
             .total_stacks(n)
             .max_memory_size(MAX_MEMORY_BYTES as usize)
             .table_elements(100_000)
-            .max_core_instances_per_component(64)
+            .max_core_instances_per_component(SLOT_INSTANCES as u32)
             .max_memories_per_component(8)
             .max_tables_per_component(16)
             .max_component_instance_size(4 << 20)
@@ -438,8 +437,9 @@ impl Sandbox {
                 ErrorCode::CapabilityDenied,
                 format!(
                     "{label} imports {}, which Plinth never provides (no filesystem, network, \
-                     HTTP or environment; see docs/limits.md)",
-                    refused.name
+                     HTTP or environment; see docs/limits.md){}",
+                    refused.name,
+                    crate::wasi::removal_hint(&refused.name)
                 ),
             ));
         }

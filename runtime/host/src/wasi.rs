@@ -74,3 +74,23 @@ pub fn classify_import(name: &str) -> ImportKind {
         ImportKind::Unsupported
     }
 }
+
+/// How to build without an import Plinth refuses, for the toolchains that add it by
+/// default; empty when no switch is known.
+///
+/// ```
+/// # use plinth_host::removal_hint;
+/// assert!(removal_hint("wasi:http/incoming-handler@0.2.3").contains("-d http"));
+/// assert_eq!(removal_hint("acme:evil/thing"), "");
+/// ```
+pub fn removal_hint(name: &str) -> &'static str {
+    if name.starts_with("wasi:http/") {
+        "; componentize-js adds it unless run with `-d http -d fetch-event` (`plinth build` \
+         passes both)"
+    } else if name.starts_with("wasi:sockets/") || name.starts_with("wasi:filesystem/") {
+        "; componentize-py leaves it out with `--stub-wasi` (`plinth build` passes it), and a \
+         C or Rust guest that opens no files or sockets does not import it"
+    } else {
+        ""
+    }
+}
