@@ -12,10 +12,28 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-/// Builds the crate at `dir` (a folder with a `Cargo.toml`) and returns the path of its
-/// component. Guests build into `target_dir`, or `<workspace>/target/guests` by default,
-/// away from the host's target directory so a build can run while `cargo` holds that.
+/// Builds the extension at `dir` and returns the path of its component: a Rust crate
+/// (a `Cargo.toml`) with cargo, or a JavaScript, Python or C project (a `plinth.toml`)
+/// with its language's toolchain (see `polyglot`).
 pub fn build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if dir.join("Cargo.toml").is_file() {
+        build_rust(dir, target_dir)
+    } else if dir.join(crate::polyglot::PROJECT_FILE).is_file() {
+        crate::polyglot::build(dir, target_dir)
+    } else {
+        bail!(
+            "{} is neither a Rust crate (Cargo.toml) nor a Plinth project ({}); \
+             `plinth new widget NAME --lang rust|js|python|c` creates one",
+            dir.display(),
+            crate::polyglot::PROJECT_FILE
+        )
+    }
+}
+
+/// Builds the crate at `dir` (a folder with a `Cargo.toml`). Guests build into
+/// `target_dir`, or `<workspace>/target/guests` by default, away from the host's target
+/// directory so a build can run while `cargo` holds that.
+fn build_rust(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     let manifest = dir
         .join("Cargo.toml")
         .canonicalize()

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod bench_server;
 pub mod guest_build;
+pub mod polyglot;
 pub mod scaffold;
 pub mod serve;
 

@@ -34,6 +34,16 @@ enum Command {
         #[arg(long, default_value = "./plinth-data")]
         data_dir: PathBuf,
     },
+    /// Builds an extension (a Rust crate, or a JavaScript, Python or C project with a
+    /// plinth.toml) into a component and prints its path.
+    Build {
+        /// The extension's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where the component goes (default: the project's target folder).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
     /// Scaffolds a new extension.
     New {
         #[command(subcommand)]
@@ -94,10 +104,13 @@ struct RunArgs {
 
 #[derive(Subcommand)]
 enum NewKind {
-    /// A Rust widget, ready to build and run.
+    /// A widget, ready to build and run.
     Widget {
         /// The widget's id: lowercase letters, digits and dashes.
         name: String,
+        /// The language it is written in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: plinth::polyglot::Language,
         /// Where to create it (default: ./NAME).
         #[arg(long)]
         dir: Option<PathBuf>,
@@ -228,14 +241,23 @@ async fn main() -> ExitCode {
             data_dir,
         } => plinth::inspect(&extension, &data_dir).await,
         Command::New {
-            kind: NewKind::Widget { name, dir },
-        } => match scaffold::widget(&name, dir.as_deref()) {
+            kind: NewKind::Widget { name, lang, dir },
+        } => match scaffold::widget(&name, lang, dir.as_deref()) {
             Ok(path) => (
                 json!({ "created": path, "next": format!("plinth run {}", path.display()) }),
                 true,
             ),
             Err(error) => (json!({ "error": error }), false),
         },
+        Command::Build { dir, target_dir } => {
+            match plinth::guest_build::build(&dir, target_dir.as_deref()) {
+                Ok(path) => (json!({ "component": path }), true),
+                Err(error) => (
+                    json!({ "error": { "code": ErrorCode::InvalidRequest, "message": format!("{error:#}") } }),
+                    false,
+                ),
+            }
+        }
         Command::BenchServer(args) => match plinth::bench_server::run(args).await {
             Ok(report) => (report, true),
             Err(error) => (json!({ "error": format!("{error:#}") }), false),

@@ -158,6 +158,83 @@ fn new_widget_scaffolds_a_crate_that_builds_and_runs() {
     assert_eq!(json["error"]["code"], "INVALID_REQUEST");
 }
 
+/// `plinth new widget --lang js|python|c`, then `plinth build` and `plinth run` on the
+/// folder, as the language pages of the docs say; and a project whose toolchain fails
+/// is a clear error, not a crash.
+#[test]
+fn new_widget_in_each_language_builds_and_runs() {
+    let data = tempfile::tempdir().unwrap();
+    for language in ["js", "python", "c"] {
+        let dir = data.path().join(format!("visits-{language}"));
+        let dir_arg = dir.to_str().unwrap();
+        let (output, json) = plinth(
+            &[
+                "new", "widget", "visits", "--lang", language, "--dir", dir_arg,
+            ],
+            data.path(),
+        );
+        assert!(output.status.success(), "{language}: {json}");
+        let (output, json) = plinth(&["build", dir_arg], data.path());
+        assert!(output.status.success(), "{language}: {json}");
+        let component = json["component"].as_str().unwrap();
+        assert!(
+            component.ends_with(&format!("visits-{language}.wasm")),
+            "{json}"
+        );
+        assert!(dir.join(".plinth/wit/worlds.wit").is_file(), "{language}");
+
+        let (output, json) = plinth(
+            &["run", component, "--config", r#"{"title":"Visits"}"#],
+            data.path(),
+        );
+        assert!(output.status.success(), "{language}: {json}");
+        assert_eq!(
+            json["result"]["ok"]["views"][0]["title"], "Visits",
+            "{language}"
+        );
+        assert_eq!(json["result"]["ok"]["views"][0]["value"], 1.0, "{language}");
+        assert_eq!(json["receipt"]["host_calls"]["cache"], 1, "{language}");
+        // The scaffold's own error for a bad config, in the contract's terms.
+        let (output, json) = plinth(
+            &["run", component, "--config", r#"{"title":7}"#],
+            data.path(),
+        );
+        assert!(!output.status.success(), "{language}");
+        assert_eq!(json["result"]["error"]["code"], "GUEST_ERROR", "{language}");
+        assert!(
+            json["result"]["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("invalid-input: config.title must be a string"),
+            "{language}: {json}"
+        );
+    }
+
+    // A syntax error: the toolchain's failure is INVALID_REQUEST with what failed.
+    let broken = data.path().join("visits-c");
+    std::fs::write(broken.join("src/widget.c"), "this is not C").unwrap();
+    let (output, json) = plinth(&["build", broken.to_str().unwrap()], data.path());
+    assert!(!output.status.success());
+    assert_eq!(json["error"]["code"], "INVALID_REQUEST");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("clang failed"),
+        "{json}"
+    );
+    // A folder that is no project says what a project is.
+    let (output, json) = plinth(&["build", data.path().to_str().unwrap()], data.path());
+    assert!(!output.status.success());
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("plinth.toml"),
+        "{json}"
+    );
+}
+
 /// `plinth serve` as the README runs it: it prints the console URL and the demo token, and
 /// the demo tenant's dashboard widgets render over HTTP.
 #[test]
