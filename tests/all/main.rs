@@ -4,6 +4,7 @@ mod broadcast;
 mod cache;
 mod calls;
 mod compile_cache;
+mod conformance;
 mod db;
 mod hostile;
 mod isolation;

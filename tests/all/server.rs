@@ -325,6 +325,60 @@ async fn upload_install_render_tick(server: TestServer) {
     server.stop().await;
 }
 
+/// A JavaScript, a Python and a C widget as a tenant drives them: uploaded over HTTP (an
+/// 18 MB Python component fits the upload cap and compiles within the compile timeout),
+/// installed with their grants, rendered, and their tick pushed to a browser's socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn polyglot_widgets_upload_install_render_and_push() {
+    let server = TestServer::start(|_| {}).await;
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    let mut socket = server.socket(&viewer).await;
+    send_ws(&mut socket, json!({"type": "subscribe", "topic": "orders"})).await;
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).await,
+        json!({"type": "subscribed", "topic": "orders"})
+    );
+    for language in ["js", "python", "c"] {
+        let bytes = guest(&format!("tests/guests/conformance-{language}"));
+        let (status, uploaded) = server.upload(&tenant, &admin, bytes).await;
+        assert_eq!(status, 201, "{language}: {uploaded}");
+        assert_eq!(uploaded["extension"], "conformance", "{language}");
+        let hash = uploaded["hash"].as_str().unwrap().to_owned();
+        let id = format!("orders-{language}");
+        let path = format!("/api/v1/tenants/{tenant}/installations");
+        let (status, body) = server
+            .json(
+                "POST",
+                &path,
+                &admin,
+                json!({"id": id, "component": hash,
+                       "grants": ["cache", "db:write", "broadcast", "log"],
+                       "config": {"title": language}, "tick_interval_ms": 300}),
+            )
+            .await;
+        assert_eq!(status, 201, "{language}: {body}");
+        let (status, body) = server.get(&format!("{path}/{id}/data"), &viewer).await;
+        assert_eq!(status, 200, "{language}: {body}");
+        assert_eq!(body["views"][0]["title"], language, "{body}");
+        assert_eq!(body["views"][1]["kind"], "table", "{body}");
+        // The tick's summary reaches the browser.
+        let pushed = wait_for(&mut socket, Duration::from_secs(20), |m| {
+            m["type"] == "message" && m["topic"] == "orders"
+        })
+        .await;
+        assert!(pushed["payload"]["sequence"].as_u64() > Some(0), "{pushed}");
+        let (status, body) = server
+            .json("DELETE", &format!("{path}/{id}"), &admin, json!({}))
+            .await;
+        assert!(
+            status == 200 || status == 204,
+            "{language}: {status} {body}"
+        );
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn upload_install_render_tick_embedded() {
     upload_install_render_tick(TestServer::start(|_| {}).await).await;
