@@ -34,7 +34,8 @@ pub struct BenchArgs {
     /// The PostgreSQL measured by the host-call case.
     #[arg(long, default_value = "postgresql://root@127.0.0.1:5432/test")]
     pub postgres_url: String,
-    /// Run only the cases whose names contain this (e.g. `hello`, `cpu`, `view`, `rss`, `load`).
+    /// Run only the cases whose names contain this (e.g. `hello`, `cpu`, `view`, `rss`,
+    /// `load`, `languages`).
     #[arg(long)]
     pub only: Option<String>,
     /// Scratch directory for the embedded backends and the compile cache.
@@ -463,6 +464,139 @@ impl Bench {
     }
 }
 
+impl Bench {
+    /// Case 7: the same widget (`plinth new widget`'s template: parse the config, one
+    /// cache increment, a metric card) in every language: toolchain build, compile,
+    /// cached load, and instantiate + render, interleaved so every language sees the same
+    /// machine noise, beside the same logic as native code on the same cache backend.
+    async fn languages(&self) -> anyhow::Result<Value> {
+        use crate::polyglot::Language;
+        let projects = self.args.data_dir.join("languages");
+        let languages = [
+            ("rust", Language::Rust),
+            ("js", Language::Js),
+            ("python", Language::Python),
+            ("c", Language::C),
+        ];
+        let cached_sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
+        let compiler = Sandbox::new(
+            SandboxConfig {
+                cache_dir: None,
+                ..cached_sandbox.config().clone()
+            },
+            self.backends.clone(),
+        )?;
+        let mut shown = serde_json::Map::new();
+        let mut extensions = Vec::new();
+        for (name, language) in languages {
+            let dir = projects.join(format!("visits-{name}"));
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).context("clearing an old project")?;
+            }
+            crate::scaffold::widget("visits", language, Some(&dir))?;
+            let started = Instant::now();
+            // Rust shares the workspace's guest target dir, so the SDK is built once.
+            let target = (language == Language::Rust)
+                .then(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/guests"));
+            let bytes = std::fs::read(guest_build::build(&dir, target.as_deref())?)?;
+            let build = started.elapsed();
+            let started = Instant::now();
+            let compiled = compiler.load(&bytes)?;
+            let compile = started.elapsed();
+            compiler.unload(&compiled.hash);
+            let hash = cached_sandbox.load(&bytes)?.hash.clone();
+            let mut cached = Vec::new();
+            for _ in 0..20 {
+                cached_sandbox.unload(&hash);
+                let started = Instant::now();
+                let extension = cached_sandbox.load(&bytes)?;
+                cached.push(started.elapsed());
+                ensure!(
+                    extension.code == plinth_host::CodeSource::Cached,
+                    "expected a cached load"
+                );
+            }
+            shown.insert(
+                name.into(),
+                json!({
+                    "component_bytes": bytes.len(),
+                    "build_ms": build.as_millis() as u64,
+                    "compile_ms": compile.as_millis() as u64,
+                    "cached_load": Summary::of(cached).json(),
+                }),
+            );
+            extensions.push((name, cached_sandbox.load(&bytes)?));
+        }
+        let rounds = self.args.iterations;
+        // `describe` does next to nothing in every language: instantiation's floor.
+        let mut floors = vec![Vec::with_capacity(rounds); extensions.len()];
+        for round in 0..rounds + rounds / 10 {
+            for ((name, extension), samples) in extensions.iter().zip(&mut floors) {
+                let started = Instant::now();
+                let report = cached_sandbox
+                    .call(extension, &self.invocation, Call::Describe)
+                    .await;
+                let took = started.elapsed();
+                ensure!(report.outcome.is_ok(), "{name}: {:?}", report.outcome);
+                if round >= rounds / 10 {
+                    samples.push(took);
+                }
+            }
+        }
+        for ((name, _), samples) in extensions.iter().zip(floors) {
+            shown[*name]["instantiate_and_describe"] = Summary::of(samples).json();
+        }
+        let call = render(json!({"title": "Visits"}));
+        let mut samples = vec![Vec::with_capacity(rounds); extensions.len()];
+        let mut native = Vec::with_capacity(rounds);
+        for round in 0..rounds + rounds / 10 {
+            for ((name, extension), samples) in extensions.iter().zip(&mut samples) {
+                let started = Instant::now();
+                let report = cached_sandbox
+                    .call(extension, &self.invocation, call.clone())
+                    .await;
+                let took = started.elapsed();
+                ensure!(report.outcome.is_ok(), "{name}: {:?}", report.outcome);
+                if round >= rounds / 10 {
+                    samples.push(took);
+                }
+            }
+            let started = Instant::now();
+            let card = native_visits(&self.backends, r#"{"title":"Visits"}"#).await?;
+            std::hint::black_box(card);
+            if round >= rounds / 10 {
+                native.push(started.elapsed());
+            }
+        }
+        let native = Summary::of(native);
+        for ((name, _), samples) in extensions.iter().zip(samples) {
+            let render = Summary::of(samples);
+            shown[*name]["instantiate_and_render"] = render.json();
+            shown[*name]["ratio_to_native"] = ratio(&render, &native);
+        }
+        shown.insert("native".into(), json!({ "render": native.json() }));
+        Ok(Value::Object(shown))
+    }
+}
+
+/// The template widget's render as native code: parse the config, increment the counter
+/// in the same cache backend, serialize the card.
+async fn native_visits(backends: &Backends, config: &str) -> anyhow::Result<String> {
+    #[derive(Deserialize)]
+    struct Config {
+        title: Option<String>,
+    }
+    let config: Config = serde_json::from_str(config)?;
+    let renders = backends.cache.incr("bench", "renders", 1).await?;
+    Ok(json!({"views": [{
+        "kind": "metric_card",
+        "title": config.title.unwrap_or_else(|| "visits".into()),
+        "value": renders as f64,
+        "caption": "renders so far",
+    }]})
+    .to_string())
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let hello = std::fs::read(guest_build::build(
@@ -508,6 +642,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Value> {
     }
     if bench.args.wants("host_calls") {
         report["host_calls"] = bench.host_calls().await?;
+    }
+    if bench.args.wants("languages") {
+        report["languages"] = bench.languages().await?;
     }
     Ok(report)
 }
