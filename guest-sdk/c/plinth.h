@@ -19,17 +19,17 @@ typedef plinth_extension_types_error_t plinth_error_t;
 typedef plinth_extension_types_value_t plinth_value_t;
 typedef plinth_extension_view_view_t plinth_view_t;
 
-/* A contract string owning a copy of `text`. */
+/* A contract string owning a copy of `text` (NULL gives the empty string). */
 static inline plinth_string_t plinth_str(const char *text) {
   plinth_string_t s;
-  extension_string_dup(&s, text);
+  extension_string_dup(&s, text ? text : "");
   return s;
 }
 
 /* A contract string borrowing `text` (for arguments to imports; never freed). */
 static inline plinth_string_t plinth_borrow(const char *text) {
   plinth_string_t s;
-  extension_string_set(&s, text);
+  extension_string_set(&s, text ? text : "");
   return s;
 }
 
@@ -79,8 +79,9 @@ static inline plinth_view_t plinth_metric_card(const char *title, double value,
 }
 
 /* --- reading JSON ------------------------------------------------------------------
- * Enough to read the top-level fields of a config or a payload: strings (with escapes
- * other than \u kept as the escaped character), numbers, and skipping anything else. */
+ * Enough to read the top-level fields of a config or a payload: strings (escapes decoded,
+ * \u included, to UTF-8), numbers, and skipping anything else. Documents are the host's
+ * pointer + length, not NUL-terminated: nothing here reads past `len`. */
 
 static const char *plinth__ws(const char *p, const char *end) {
   while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
@@ -135,6 +136,7 @@ static const char *plinth_json_field(const char *json, size_t len, const char *k
     p = plinth__ws(name_end, end);
     if (p >= end || *p != ':') return NULL;
     p = plinth__ws(p + 1, end);
+    if (p >= end) return NULL;
     if ((size_t)(name_end - 1 - name) == key_len && memcmp(name, key, key_len) == 0) return p;
     p = plinth__skip(p, end);
     if (!p) return NULL;
@@ -144,34 +146,111 @@ static const char *plinth_json_field(const char *json, size_t len, const char *k
   }
 }
 
-/* 1 and a malloc'd copy in `out` when `key` is a string; 0 when missing; -1 when it is
- * something else. */
+static int plinth__hex4(const char *p, const char *end, unsigned *out) {
+  if (end - p < 4) return 0;
+  unsigned v = 0;
+  for (int i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+    else return 0;
+  }
+  *out = v;
+  return 1;
+}
+
+static char *plinth__utf8(char *w, unsigned cp) {
+  if (cp < 0x80) {
+    *w++ = (char)cp;
+  } else if (cp < 0x800) {
+    *w++ = (char)(0xC0 | (cp >> 6));
+    *w++ = (char)(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    *w++ = (char)(0xE0 | (cp >> 12));
+    *w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *w++ = (char)(0x80 | (cp & 0x3F));
+  } else {
+    *w++ = (char)(0xF0 | (cp >> 18));
+    *w++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+    *w++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+    *w++ = (char)(0x80 | (cp & 0x3F));
+  }
+  return w;
+}
+
+/* 1 and a malloc'd, NUL-terminated copy in `out` when `key` is a string; 0 when missing;
+ * -1 when it is something else, malformed, or memory ran out. */
 static int plinth_json_string(const char *json, size_t len, const char *key, char **out) {
   const char *end = json + len, *p = plinth_json_field(json, len, key);
   if (!p) return 0;
   if (*p != '"') return -1;
   const char *stop = plinth__string_end(p, end);
   if (!stop) return -1;
-  char *copy = malloc(stop - p), *w = copy;
+  /* Decoded text is never longer than its escaped form. */
+  char *copy = malloc((size_t)(stop - p)), *w = copy;
+  if (!copy) return -1;
   for (p++; p < stop - 1; p++) {
-    if (*p == '\\') {
-      p++;
-      *w++ = *p == 'n' ? '\n' : *p == 't' ? '\t' : *p;
-    } else {
+    if (*p != '\\') {
       *w++ = *p;
+      continue;
+    }
+    p++;
+    switch (*p) {
+      case 'n': *w++ = '\n'; break;
+      case 't': *w++ = '\t'; break;
+      case 'r': *w++ = '\r'; break;
+      case 'b': *w++ = '\b'; break;
+      case 'f': *w++ = '\f'; break;
+      case 'u': {
+        unsigned cp, low;
+        if (!plinth__hex4(p + 1, stop - 1, &cp)) goto bad;
+        p += 4;
+        if (cp >= 0xD800 && cp < 0xDC00) {
+          if (stop - 1 - p < 7 || p[1] != '\\' || p[2] != 'u' ||
+              !plinth__hex4(p + 3, stop - 1, &low) || low < 0xDC00 || low > 0xDFFF)
+            goto bad;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
+          p += 6;
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          goto bad;
+        }
+        w = plinth__utf8(w, cp);
+        break;
+      }
+      default: *w++ = *p; /* \" \\ \/ */
     }
   }
   *w = 0;
   *out = copy;
   return 1;
+bad:
+  free(copy);
+  return -1;
 }
 
-/* 1 and the value in `out` when `key` is a number; 0 when missing; -1 otherwise. */
+/* 1 and the value in `out` when `key` is a JSON number; 0 when missing; -1 otherwise. */
 static int plinth_json_number(const char *json, size_t len, const char *key, double *out) {
-  const char *p = plinth_json_field(json, len, key);
+  const char *end = json + len, *p = plinth_json_field(json, len, key);
   if (!p) return 0;
-  if (!(*p == '-' || (*p >= '0' && *p <= '9'))) return -1;
-  *out = strtod(p, NULL);
+  /* The token, copied so strtod stops at its end; JSON's grammar checked first. */
+  char token[64];
+  size_t n = 0;
+  const char *q = p;
+  if (q < end && *q == '-') q++;
+  if (q >= end || *q < '0' || *q > '9') return -1;
+  while (q < end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' ||
+                     *q == '+' || *q == '-'))
+    q++;
+  n = (size_t)(q - p);
+  if (n >= sizeof token) return -1;
+  memcpy(token, p, n);
+  token[n] = 0;
+  char *stop;
+  double value = strtod(token, &stop);
+  if (stop != token + n) return -1;
+  *out = value;
   return 1;
 }
 

@@ -18,9 +18,10 @@ export type Value =
 export function value(v: Cell | boolean | undefined): Value;
 export function fromValue(v: Value): Cell;
 
+/** Counts are numbers; bigints only beyond 2^53. */
 export interface Statistics {
-  hits: bigint; misses: bigint; keys: bigint; memoryBytes: bigint;
-  topKeys: { key: string; sizeBytes: bigint; hits: bigint }[];
+  hits: number; misses: number; keys: number; memoryBytes: number;
+  topKeys: { key: string; sizeBytes: number; hits: number }[];
 }
 export const cache: {
   get(key: string): Uint8Array | undefined;
@@ -44,7 +45,7 @@ export const db: {
 };
 export const broadcast: { publish(topic: string, payload: unknown): void };
 export const log: {
-  debug(message: string): void; info(message: string): void;
+  trace(message: string): void; debug(message: string): void; info(message: string): void;
   warn(message: string): void; error(message: string): void;
 };
 

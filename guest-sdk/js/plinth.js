@@ -42,7 +42,8 @@ export function value(v) {
   if (typeof v === 'bigint') return { tag: 'integer', val: v };
   if (typeof v === 'boolean') return { tag: 'integer', val: v ? 1n : 0n };
   if (typeof v === 'number') {
-    return Number.isInteger(v) ? { tag: 'integer', val: BigInt(v) } : { tag: 'real', val: v };
+    // Integers beyond 2^53 are not exact as numbers: they go as reals, as JSON would.
+    return Number.isSafeInteger(v) ? { tag: 'integer', val: BigInt(v) } : { tag: 'real', val: v };
   }
   if (typeof v === 'string') return { tag: 'text', val: v };
   if (v instanceof Uint8Array) return { tag: 'blob', val: v };
@@ -64,6 +65,21 @@ export function fromValue(v) {
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
+/** A non-negative integer for a u64 of the contract; anything else is the caller's error. */
+function u64(what, v) {
+  if (!Number.isSafeInteger(v) || v < 0) throw invalid(`${what} must be a non-negative integer`);
+  return BigInt(v);
+}
+
+/** JSON text of `document`; `undefined` and functions have none. */
+function json(what, document) {
+  const text = JSON.stringify(document);
+  if (text === undefined) throw invalid(`${what} is not a JSON document`);
+  return text;
+}
+
+const count = (v) => (Number.isSafeInteger(Number(v)) ? Number(v) : v);
+
 // --- capabilities -------------------------------------------------------------------------
 
 /** The tenant's cache (needs the `cache` grant). */
@@ -74,18 +90,40 @@ export const cache = {
       rawCache.set(
         key,
         typeof data === 'string' ? encoder.encode(data) : data,
-        ttlMs === undefined ? undefined : BigInt(ttlMs),
+        ttlMs === undefined ? undefined : u64('ttlMs', ttlMs),
       ),
     ),
   delete: (key) => call(() => rawCache.delete(key)),
-  incr: (key, delta = 1) => Number(call(() => rawCache.incr(key, BigInt(delta)))),
-  invalidatePrefix: (prefix) => Number(call(() => rawCache.invalidatePrefix(prefix))),
-  stats: (top = 10) => call(() => rawCache.stats(top)),
+  incr(key, delta = 1) {
+    if (!Number.isSafeInteger(delta)) throw invalid('delta must be an integer');
+    return count(call(() => rawCache.incr(key, BigInt(delta))));
+  },
+  invalidatePrefix: (prefix) => count(call(() => rawCache.invalidatePrefix(prefix))),
+  /** Counts as numbers (bigints only beyond 2^53). */
+  stats(top = 10) {
+    const s = call(() => rawCache.stats(top));
+    return {
+      hits: count(s.hits),
+      misses: count(s.misses),
+      keys: count(s.keys),
+      memoryBytes: count(s.memoryBytes),
+      topKeys: s.topKeys.map((k) => ({
+        key: k.key,
+        sizeBytes: count(k.sizeBytes),
+        hits: count(k.hits),
+      })),
+    };
+  },
   getJson(key) {
     const data = cache.get(key);
-    return data === undefined ? undefined : JSON.parse(decoder.decode(data));
+    if (data === undefined) return undefined;
+    try {
+      return JSON.parse(decoder.decode(data));
+    } catch (e) {
+      throw internal(`the cache entry ${key} is not JSON: ${e.message}`);
+    }
   },
-  setJson: (key, document, ttlMs) => cache.set(key, JSON.stringify(document), ttlMs),
+  setJson: (key, document, ttlMs) => cache.set(key, json('the cached value', document), ttlMs),
 };
 
 /** A result set: `columns` and `rows` of JavaScript values. */
@@ -106,16 +144,18 @@ export class Rows {
 /** The tenant's database (needs `db`; writes need `db:write`); `$1`, `$2`, ... bind `params`. */
 export const db = {
   query: (sql, ...params) => new Rows(call(() => rawDb.query(sql, params.map(value)))),
-  execute: (sql, ...params) => Number(call(() => rawDb.execute(sql, params.map(value)))),
+  execute: (sql, ...params) => count(call(() => rawDb.execute(sql, params.map(value)))),
 };
 
 /** Pushes to every browser subscribed to a topic of the tenant (needs `broadcast`). */
 export const broadcast = {
-  publish: (topic, payload) => call(() => rawBroadcast.publish(topic, JSON.stringify(payload))),
+  publish: (topic, payload) =>
+    call(() => rawBroadcast.publish(topic, json('the published payload', payload))),
 };
 
 /** The installation's log (needs `log`). */
 export const log = {
+  trace: (message) => rawLog.write('trace', String(message)),
   debug: (message) => rawLog.write('debug', String(message)),
   info: (message) => rawLog.write('info', String(message)),
   warn: (message) => rawLog.write('warn', String(message)),
@@ -174,7 +214,7 @@ export function table(title, columns, rows, { totalRows } = {}) {
       title,
       columns: columns.map(([key, header]) => ({ key, title: header })),
       rows: rows.map((row) => row.map(value)),
-      totalRows: totalRows === undefined ? undefined : BigInt(totalRows),
+      totalRows: totalRows === undefined ? undefined : u64('totalRows', totalRows),
     },
   };
 }
@@ -202,7 +242,7 @@ export const heatmap = (title, xLabels, yLabels, values) => ({
   val: { title, xLabels, yLabels, values: values.map((row) => row.map(num)) },
 });
 /** Any JSON document, for a console plugin that knows how to draw it. */
-export const custom = (document) => ({ tag: 'custom', val: JSON.stringify(document) });
+export const custom = (document) => ({ tag: 'custom', val: json('a custom view', document) });
 
 // --- requests -----------------------------------------------------------------------------
 
@@ -226,7 +266,7 @@ function config(text) {
 export const response = {
   json: (document, filename) => ({
     contentType: 'application/json',
-    body: encoder.encode(JSON.stringify(document)),
+    body: encoder.encode(json('the response', document)),
     filename,
   }),
   text: (contentType, body, filename) => ({ contentType, body: encoder.encode(body), filename }),
@@ -262,7 +302,7 @@ export function defineExtension(extension) {
           category: d.category ?? 'custom',
           icon: d.icon ?? '',
           defaultSize: d.size ?? { width: 2, height: 1 },
-          configSchema: JSON.stringify(d.configSchema ?? {}),
+          configSchema: json('configSchema', d.configSchema ?? {}),
           refreshIntervalMs: d.refreshEveryMs,
           capabilities: d.uses ?? [],
           eventPatterns: d.handles ?? [],

@@ -81,8 +81,9 @@ async fn conformance(language: &str) {
         .unwrap_or_else(|e| panic!("{language}: load: {e}"));
     let l = language;
 
-    // Imports: the four capabilities, and nothing Plinth refuses. Python and C import
-    // no WASI at all; JavaScript only what Plinth links locked down.
+    // Imports: the four capabilities, and nothing Plinth refuses. Python imports no WASI
+    // at all (--stub-wasi); JavaScript and C exactly what their pinned toolchains emit,
+    // all of it linked locked down.
     assert_eq!(
         extension
             .capabilities()
@@ -100,18 +101,45 @@ async fn conformance(language: &str) {
         "{l}: {:?}",
         extension.imports
     );
-    if matches!(language, "python" | "c") {
-        let wasi: Vec<_> = extension
-            .imports
-            .iter()
-            .filter(|i| i.kind == ImportKind::LockedDownWasi)
-            .map(|i| i.name.as_str())
-            .collect();
-        assert!(
-            language == "c" || wasi.is_empty(),
-            "{l}: Python with --stub-wasi imports no WASI: {wasi:?}"
-        );
-    }
+    let mut wasi: Vec<&str> = extension
+        .imports
+        .iter()
+        .filter(|i| i.kind == ImportKind::LockedDownWasi)
+        .map(|i| i.name.split('@').next().unwrap_or(&i.name))
+        .collect();
+    wasi.sort_unstable();
+    let stdio = [
+        "wasi:cli/stderr",
+        "wasi:cli/stdin",
+        "wasi:cli/stdout",
+        "wasi:clocks/wall-clock",
+        "wasi:filesystem/preopens",
+        "wasi:filesystem/types",
+        "wasi:io/error",
+        "wasi:io/streams",
+    ];
+    let expected: Vec<&str> = match language {
+        "python" => vec![],
+        "c" => stdio.to_vec(),
+        "js" => {
+            let mut js = stdio.to_vec();
+            js.extend([
+                "wasi:cli/terminal-input",
+                "wasi:cli/terminal-output",
+                "wasi:cli/terminal-stderr",
+                "wasi:cli/terminal-stdin",
+                "wasi:cli/terminal-stdout",
+                "wasi:clocks/monotonic-clock",
+                "wasi:io/poll",
+                "wasi:random/random",
+            ]);
+            js.sort_unstable();
+            js
+        }
+        // Rust's std imports what the toolchain of the day chooses; not pinned here.
+        _ => wasi.clone(),
+    };
+    assert_eq!(wasi, expected, "{l}");
 
     // describe: the same descriptor, field for field.
     let descriptor = call(&test, &extension, Limits::default(), Call::Describe)
@@ -231,6 +259,22 @@ async fn conformance(language: &str) {
     assert_eq!(tick.logs[0].level, "info", "{l}");
     assert_eq!(tick.logs[0].message, "tick 7: 2 orders", "{l}");
 
+    // An id the guest must escape to publish it as JSON; it is stored like any other.
+    let odd_id = "q\"\\1";
+    let odd = call(
+        &test,
+        &extension,
+        Limits::default(),
+        order(odd_id, json!({ "id": odd_id, "total": 1.0 }), 1),
+    )
+    .await;
+    assert_eq!(odd.outcome, Ok(Value::Null), "{l}: event with an odd id");
+    assert_eq!(
+        odd.published[0].payload,
+        json!({ "completed": odd_id }),
+        "{l}"
+    );
+
     // The guest's own errors, each the contract's case.
     let bad_order = call(
         &test,
@@ -306,6 +350,16 @@ async fn conformance(language: &str) {
         let report = call(&test, &extension, limits, action(name)).await;
         let error = report.outcome.expect_err(name);
         assert_eq!(error.code, expected, "{l}: {name}: {}", error.message);
+        // What the guest said on its way down is in the message, where the language has a
+        // stderr: Rust's panic message, JavaScript's exception, C's fputs. A Python
+        // component built with --stub-wasi has none.
+        if name == "panic" && language != "python" {
+            assert!(
+                error.message.contains("fails on purpose"),
+                "{l}: {}",
+                error.message
+            );
+        }
     }
 
     // The engine is healthy afterwards: the next render sees all earlier state.

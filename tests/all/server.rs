@@ -331,15 +331,17 @@ async fn upload_install_render_tick(server: TestServer) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn polyglot_widgets_upload_install_render_and_push() {
     let server = TestServer::start(|_| {}).await;
-    let (tenant, _) = unique_tenants();
-    let (admin, viewer) = server.tenant(&tenant).await;
-    let mut socket = server.socket(&viewer).await;
-    send_ws(&mut socket, json!({"type": "subscribe", "topic": "orders"})).await;
-    assert_eq!(
-        next_json(&mut socket, Duration::from_secs(5)).await,
-        json!({"type": "subscribed", "topic": "orders"})
-    );
     for language in ["js", "python", "c"] {
+        // A tenant per language: topics are the tenant's, so what a socket receives on
+        // `orders` can only come from this language's widget.
+        let (tenant, _) = unique_tenants();
+        let (admin, viewer) = server.tenant(&tenant).await;
+        let mut socket = server.socket(&viewer).await;
+        send_ws(&mut socket, json!({"type": "subscribe", "topic": "orders"})).await;
+        assert_eq!(
+            next_json(&mut socket, Duration::from_secs(5)).await,
+            json!({"type": "subscribed", "topic": "orders"})
+        );
         let bytes = guest(&format!("tests/guests/conformance-{language}"));
         let (status, uploaded) = server.upload(&tenant, &admin, bytes).await;
         assert_eq!(status, 201, "{language}: {uploaded}");

@@ -73,6 +73,8 @@ def value(v: Any) -> "_types.Value":
     if v is None:
         return _types.Value_Null()
     if isinstance(v, (bool, int)):
+        if not -(1 << 63) <= v < (1 << 63):
+            raise invalid(f"{v} does not fit a 64-bit integer")
         return _types.Value_Integer(int(v))
     if isinstance(v, float):
         return _types.Value_Real(v)
@@ -122,7 +124,12 @@ class cache:
     @staticmethod
     def get_json(key: str) -> Any:
         data = _cache_wit.get(key)
-        return None if data is None else _json.loads(data)
+        if data is None:
+            return None
+        try:
+            return _json.loads(data)
+        except ValueError as e:
+            raise internal(f"the cache entry {key} is not JSON: {e}")
 
     @staticmethod
     def set_json(key: str, value: Any, ttl_ms: Optional[int] = None) -> None:
@@ -166,6 +173,10 @@ class broadcast:
 
 class log:
     """The installation's log (needs `log`)."""
+
+    @staticmethod
+    def trace(message: str) -> None:
+        _log_wit.write(_log_wit.Level.TRACE, message)
 
     @staticmethod
     def debug(message: str) -> None:

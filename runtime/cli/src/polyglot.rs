@@ -34,7 +34,9 @@ pub const GENERATED_DIR: &str = ".plinth";
 /// Toolchain versions the SDKs are tested with (docs/languages.md).
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
-pub const C_PACKAGES: &str = "clang lld wasi-libc libclang-rt-14-dev-wasm32";
+/// Debian's packages for C; the runtime package is named after clang's major version
+/// (14 on Debian 12), which `guest-sdk/install-toolchains` works out.
+pub const C_PACKAGES: &str = "clang lld wasi-libc libclang-rt-<clang major>-dev-wasm32";
 
 /// A language an extension can be written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]

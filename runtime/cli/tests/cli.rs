@@ -183,8 +183,9 @@ fn new_widget_in_each_language_builds_and_runs() {
         );
         assert!(dir.join(".plinth/wit/worlds.wit").is_file(), "{language}");
 
+        // `plinth run DIR`, as the docs show: it builds again, then renders.
         let (output, json) = plinth(
-            &["run", component, "--config", r#"{"title":"Visits"}"#],
+            &["run", dir_arg, "--config", r#"{"title":"Visits"}"#],
             data.path(),
         );
         assert!(output.status.success(), "{language}: {json}");

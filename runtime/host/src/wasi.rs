@@ -87,9 +87,9 @@ pub fn removal_hint(name: &str) -> &'static str {
     if name.starts_with("wasi:http/") {
         "; componentize-js adds it unless run with `-d http -d fetch-event` (`plinth build` \
          passes both)"
-    } else if name.starts_with("wasi:sockets/") || name.starts_with("wasi:filesystem/") {
+    } else if name.starts_with("wasi:sockets/") {
         "; componentize-py leaves it out with `--stub-wasi` (`plinth build` passes it), and a \
-         C or Rust guest that opens no files or sockets does not import it"
+         C or Rust guest that opens no sockets does not import it"
     } else {
         ""
     }

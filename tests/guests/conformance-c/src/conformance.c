@@ -118,7 +118,7 @@ bool exports_plinth_extension_widget_exports_render(
   rows.rows.len = 0;
   plinth_extension_db_rows_free(&rows);
   table->total_rows.is_some = true;
-  table->total_rows.val = (uint64_t)count.rows.ptr[0].ptr[0].val.integer;
+  table->total_rows.val = (uint64_t)number(&count.rows.ptr[0].ptr[0]);
   plinth_extension_db_rows_free(&count);
   exports_plinth_extension_widget_exports_render_request_free(request);
   return true;
@@ -207,9 +207,25 @@ bool exports_plinth_extension_handler_handle(exports_plinth_extension_handler_ev
     free(id);
     return false;
   }
-  char completed[160];
-  snprintf(completed, sizeof completed, "{\"completed\":\"%s\"}", id);
+  /* The id is the sender's text: escaped, so any id publishes valid JSON. */
+  size_t id_len = strlen(id);
+  char *completed = malloc(id_len * 6 + 32), *w = completed;
+  if (!completed) abort();
+  w += sprintf(w, "{\"completed\":\"");
+  for (const unsigned char *c = (const unsigned char *)id; *c; c++) {
+    if (*c == '"' || *c == '\\') {
+      *w++ = '\\';
+      *w++ = (char)*c;
+    } else if (*c < 0x20) {
+      w += sprintf(w, "\\u%04x", *c);
+    } else {
+      *w++ = (char)*c;
+    }
+  }
+  strcpy(w, "\"}");
   free(id);
   exports_plinth_extension_handler_event_free(event);
-  return publish("orders", completed, err);
+  bool published = publish("orders", completed, err);
+  free(completed);
+  return published;
 }
