@@ -98,7 +98,14 @@ pub fn build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     let generated = dir.join(GENERATED_DIR);
     let wit = generated.join("wit");
     write_files(&wit, CONTRACT.iter().copied())?;
-    let out_dir = target_dir.map_or_else(|| dir.join("target"), Path::to_owned);
+    // Absolute, because the toolchains run in the project's folder.
+    let out_dir = match target_dir {
+        None => dir.join("target"),
+        Some(target) if target.is_relative() => std::env::current_dir()
+            .context("the current directory")?
+            .join(target),
+        Some(target) => target.to_owned(),
+    };
     std::fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
     let name = dir
         .file_name()
