@@ -124,16 +124,18 @@ pub fn build(dir: &Path, target_dir: Option<&Path>) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-fn write_files<'a>(
+fn write_files<'a, T: AsRef<[u8]> + 'a>(
     dir: &Path,
-    files: impl IntoIterator<Item = (&'a str, &'a str)>,
+    files: impl IntoIterator<Item = (&'a str, T)>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    for (name, text) in files {
+    for (name, contents) in files {
         let path = dir.join(name);
+        let contents = contents.as_ref();
         // Unchanged files are left alone so editors and watchers see no churn.
-        if std::fs::read_to_string(&path).ok().as_deref() != Some(text) {
-            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+        if std::fs::read(&path).ok().as_deref() != Some(contents) {
+            std::fs::write(&path, contents)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(())
@@ -283,12 +285,5 @@ pub fn write_c_bindings(wit: &Path, out: &Path) -> anyhow::Result<()> {
     wit_bindgen_c::Opts::default()
         .build()
         .generate(&mut resolve, world, &mut files)?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for (name, bytes) in files.iter() {
-        let path = out.join(name);
-        if std::fs::read(&path).ok().as_deref() != Some(bytes) {
-            std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
-        }
-    }
-    Ok(())
+    write_files(out, files.iter())
 }

@@ -20,14 +20,6 @@ struct Order {
     total: f64,
 }
 
-fn number(value: &Value) -> f64 {
-    match value {
-        Value::Integer(i) => *i as f64,
-        Value::Real(r) => *r,
-        _ => 0.0,
-    }
-}
-
 struct Conformance;
 
 impl Extension for Conformance {
@@ -88,8 +80,8 @@ impl Widget for Conformance {
             "SELECT COUNT(*), COALESCE(SUM(total), 0.0) FROM orders",
             &[],
         )?;
-        let count = number(&rows.rows[0][0]) as i64;
-        let revenue = number(&rows.rows[0][1]);
+        let count = rows.rows[0][0].as_f64().unwrap_or(0.0) as i64;
+        let revenue = rows.rows[0][1].as_f64().unwrap_or(0.0);
         let summary = serde_json::json!({
             "sequence": tick.sequence, "orders": count, "revenue": revenue
         });
