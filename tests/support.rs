@@ -125,3 +125,21 @@ pub fn unique_tenants() -> (String, String) {
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     (format!("a-{nanos}-{n}"), format!("b-{nanos}-{n}"))
 }
+
+/// Runs the ignored test `name` (its full path in this binary, e.g.
+/// `sql_hardening::wide_row_alone`) alone in a child process, so that what it measures
+/// of the process (resident memory) is its own and not that of tests running beside it.
+pub fn run_alone(name: &str) {
+    // /proc/self/exe, not the path: it runs even if a rebuild has replaced the file.
+    let output = std::process::Command::new("/proc/self/exe")
+        .args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .output()
+        .expect("running the test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("1 passed"),
+        "{name} alone failed:\n{stdout}\n{stderr}"
+    );
+    eprint!("{stderr}");
+}

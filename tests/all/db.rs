@@ -268,3 +268,62 @@ async fn one_tenants_long_statement_does_not_hold_up_another() {
         db.drop_tenant(tenant).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn postgres_tenants_see_nothing_of_the_catalog() {
+    let (a, b) = unique_tenants();
+    let db = PostgresDb::new(POSTGRES_URL).unwrap();
+    let ok = bounds(100, Duration::from_secs(5));
+    db.execute(&b, "CREATE TABLE secret_orders (id BIGINT)", vec![], ok)
+        .await
+        .unwrap();
+    db.execute(&b, "CREATE VIEW secret_view AS SELECT 42 AS answer", vec![], ok)
+        .await
+        .unwrap();
+    db.execute(&a, "CREATE TABLE mine (id BIGINT)", vec![], ok)
+        .await
+        .unwrap();
+    for sql in [
+        "SELECT nspname FROM pg_namespace",
+        "SELECT rolname FROM pg_roles",
+        "SELECT rolname FROM pg_authid",
+        "SELECT relname, n_live_tup FROM pg_stat_user_tables",
+        "SELECT relname FROM pg_class",
+        "SELECT tablename FROM pg_tables",
+        "SELECT attname FROM pg_attribute",
+        "SELECT usename FROM pg_stat_activity",
+        "SELECT viewname, definition FROM pg_views",
+        "SELECT pg_stat_get_live_tuples(c) FROM (SELECT 'pg_class'::regclass::oid AS c) o",
+        "SELECT pg_get_userbyid(10)",
+        "SELECT pg_get_viewdef(c) FROM (SELECT 'pg_class'::regclass::oid AS c) o",
+        "SELECT pg_total_relation_size('pg_class')",
+    ] {
+        let error = db.query(&a, sql, vec![], ok).await.unwrap_err();
+        assert!(matches!(error, BackendError::Denied(_)), "{sql}: {error:?}");
+    }
+    // information_schema still answers, with the tenant's own tables only.
+    let tables = db
+        .query(
+            &a,
+            "SELECT table_schema, table_name FROM information_schema.tables \
+             WHERE table_schema NOT IN ('pg_catalog', 'information_schema')",
+            vec![],
+            ok,
+        )
+        .await
+        .unwrap();
+    let (_, schema) = tenant_names(&a);
+    assert_eq!(
+        tables.rows,
+        [vec![DbValue::Text(schema), DbValue::Text("mine".into())]]
+    );
+    // TEMP tables would live outside the tenant's schema.
+    let error = db
+        .execute(&a, "CREATE TEMP TABLE scratch (x INT)", vec![], ok)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, BackendError::Denied(_)), "{error:?}");
+    for tenant in [&a, &b] {
+        db.drop_tenant(tenant).await.unwrap();
+    }
+}

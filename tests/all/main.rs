@@ -10,3 +10,4 @@ mod hostile;
 mod isolation;
 mod quota;
 mod server;
+mod sql_hardening;

@@ -94,6 +94,10 @@ impl SqliteStore {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|e| unavailable("create directory", e))?;
         }
+        // SQLite's allocator carries the tenant statements' budgets; it must be set before
+        // the first connection of the process, this one included.
+        plinth_host::capability::db::statement_budget::install()
+            .map_err(|e| PlinthError::new(ErrorCode::Internal, e))?;
         let connection = rusqlite::Connection::open(path).map_err(|e| unavailable("open", e))?;
         connection
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")

@@ -88,8 +88,9 @@ impl wit::Host for CapView<'_, LogRing> {
             while !message.is_char_boundary(cut) {
                 cut -= 1;
             }
-            message.truncate(cut);
-            message.push('…');
+            // A new string, not `truncate`: the guest's line may be megabytes, and a cut
+            // string keeps its whole allocation for as long as the line is kept.
+            message = format!("{}…", &message[..cut]);
         }
         self.record.logs.push(LogLine {
             level: level_name(level),

@@ -14,6 +14,48 @@ struct Config {
     /// The key, prefix or topic an attack aims at.
     #[serde(default)]
     target: String,
+    /// Parameters bound to `sql`: numbers, strings, null, or `{"blob": [bytes]}`.
+    #[serde(default)]
+    params: Vec<serde_json::Value>,
+    /// How many lines, and of how many bytes, `log-flood` writes.
+    #[serde(default)]
+    lines: usize,
+    #[serde(default)]
+    line_bytes: usize,
+}
+
+/// A JSON parameter as the contract's value.
+fn param(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Integer(i64::from(*b)),
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| Value::Real(n.as_f64().unwrap_or(0.0)), Value::Integer),
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        other => Value::Blob(
+            other["blob"]
+                .as_array()
+                .map(|bytes| {
+                    bytes
+                        .iter()
+                        .map(|b| b.as_u64().unwrap_or(0) as u8)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// A value as text, for a test to read back.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Integer(n) => n.to_string(),
+        Value::Real(n) => n.to_string(),
+        Value::Text(t) => t.clone(),
+        Value::Blob(b) => format!("blob:{}", b.len()),
+    }
 }
 
 struct Hostile;
@@ -122,6 +164,36 @@ impl Widget for Hostile {
             "query" => {
                 let rows = db::query(&config.sql, &[])?;
                 Ok(vec![MetricCard::new("rows", rows.rows.len() as f64).into()])
+            }
+            // Runs `sql` with `params` and answers its first value as a table cell.
+            "query-value" => {
+                let params: Vec<Value> = config.params.iter().map(param).collect();
+                let rows = db::query(&config.sql, &params)?;
+                let first = rows
+                    .rows
+                    .first()
+                    .and_then(|row| row.first())
+                    .map_or_else(|| "none".to_owned(), shown);
+                Ok(vec![
+                    Table::new("value", [("value", "Value")])
+                        .row(vec![first.into()])
+                        .into(),
+                ])
+            }
+            "execute-params" => {
+                let params: Vec<Value> = config.params.iter().map(param).collect();
+                let changed = db::execute(&config.sql, &params)?;
+                Ok(vec![MetricCard::new("changed", changed as f64).into()])
+            }
+            // Lines far past the host's line cap, each a fresh allocation.
+            "log-flood" => {
+                for i in 0..config.lines {
+                    let line = char::from(b'a' + (i % 26) as u8)
+                        .to_string()
+                        .repeat(config.line_bytes);
+                    log::info(&line);
+                }
+                Ok(vec![])
             }
             "publish-then-fail" => {
                 broadcast::publish("news", "{\"leaked\": true}")?;

@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -33,6 +34,8 @@ struct TenantConnection {
 pub struct PostgresDb {
     base: Config,
     admin: tokio::sync::Mutex<Option<Client>>,
+    /// Whether this process has taken the catalog from tenants' sight ([`CATALOG_LOCKDOWN`]).
+    locked_down: AtomicBool,
     tenants: tokio::sync::Mutex<HashMap<String, Arc<TenantConnection>>>,
 }
 
@@ -42,6 +45,41 @@ pub fn tenant_names(tenant: &str) -> (String, String) {
     let plain = tenant.replace('-', "_");
     (format!("plinth_t_{plain}"), format!("t_{plain}"))
 }
+
+/// What a tenant role may see of the database beyond its own schema. PostgreSQL lets
+/// every role (PUBLIC) read the system catalogs: other tenants' schema, role, table and
+/// column names, view definitions and row counts. The tenants' database is Plinth's, so
+/// PUBLIC loses: SELECT on every catalog table and view (`pg_namespace`, `pg_roles`,
+/// `pg_class`, `pg_stat_user_tables`, `pg_tables`, …); EXECUTE on the functions that
+/// answer another relation's definition, size or statistics by OID; and TEMPORARY, whose
+/// tables would sit outside the tenant's schema. `information_schema` still works for a
+/// tenant: it runs as its owner and shows only what the tenant has privileges on.
+/// Needs a superuser (the catalogs' owner); otherwise Plinth warns once at the first
+/// tenant and the catalog stays readable. What OID casts (`16384::regclass`) still
+/// name is in docs/security.md.
+const CATALOG_LOCKDOWN: &str = r"
+DO $lockdown$
+DECLARE f regprocedure;
+BEGIN
+  -- Concurrent changes to one ACL fail ('tuple concurrently updated'): one at a time,
+  -- with the lock provisioning takes.
+  PERFORM pg_advisory_xact_lock(hashtext('plinth-provision'));
+  EXECUTE format('REVOKE TEMPORARY ON DATABASE %I FROM PUBLIC', current_database());
+  REVOKE SELECT ON ALL TABLES IN SCHEMA pg_catalog FROM PUBLIC;
+  FOR f IN
+    SELECT p.oid::regprocedure FROM pg_proc p
+    WHERE p.pronamespace = 'pg_catalog'::regnamespace
+      AND (p.proname LIKE 'pg\_stat\_get\_%'
+           OR p.proname IN ('pg_get_viewdef', 'pg_get_functiondef', 'pg_get_triggerdef',
+                            'pg_get_indexdef', 'pg_get_ruledef', 'pg_get_constraintdef',
+                            'pg_get_userbyid', 'pg_relation_size', 'pg_table_size',
+                            'pg_total_relation_size', 'pg_indexes_size',
+                            'pg_relation_filepath', 'pg_relation_filenode'))
+  LOOP
+    EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f);
+  END LOOP;
+END
+$lockdown$";
 
 fn unavailable(error: impl std::fmt::Display) -> BackendError {
     BackendError::Unavailable(format!("tenant database: {error}"))
@@ -88,6 +126,7 @@ impl PostgresDb {
         Ok(PostgresDb {
             base,
             admin: tokio::sync::Mutex::new(None),
+            locked_down: AtomicBool::new(false),
             tenants: tokio::sync::Mutex::default(),
         })
     }
@@ -118,6 +157,10 @@ impl PostgresDb {
             *admin = Some(Self::connect(&self.base).await?);
         }
         let admin = admin.as_mut().expect("connected above");
+        if !self.locked_down.load(Ordering::Relaxed) {
+            Self::lock_down(admin).await?;
+            self.locked_down.store(true, Ordering::Relaxed);
+        }
         let transaction = admin.transaction().await.map_err(sql_error)?;
         // Serialises provisioning across nodes: CREATE ROLE has no IF NOT EXISTS.
         transaction
@@ -145,6 +188,31 @@ impl PostgresDb {
             .map_err(sql_error)?;
         transaction.commit().await.map_err(sql_error)?;
         Ok(password)
+    }
+
+    /// Takes the catalog from tenants' sight ([`CATALOG_LOCKDOWN`]), once per process:
+    /// the statements are idempotent, and a new node repeats them harmlessly.
+    async fn lock_down(admin: &Client) -> Result<(), BackendError> {
+        if let Err(error) = admin.batch_execute(CATALOG_LOCKDOWN).await {
+            tracing::warn!(%error, "cannot hide the PostgreSQL catalog from tenants; \
+                connect as a superuser (see docs/security.md)");
+            return Ok(());
+        }
+        let still_public: bool = admin
+            .query_one(
+                "SELECT has_table_privilege('public', 'pg_catalog.pg_class', 'SELECT')",
+                &[],
+            )
+            .await
+            .map_err(sql_error)?
+            .get(0);
+        if still_public {
+            tracing::warn!(
+                "the PostgreSQL catalog stays readable by tenants: the database user is \
+                 not a superuser (see docs/security.md)"
+            );
+        }
+        Ok(())
     }
 
     /// Removes a tenant's schema (with everything in it) and role: offboarding.
