@@ -27,7 +27,7 @@ use rusqlite::limits::Limit;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
 
-use super::statement_budget::{self, Spent};
+use super::statement_budget::{self, Spent, StatementBudget};
 use super::{DbBackend, DbRows, DbValue, StatementBounds, admit};
 use crate::capability::BackendError;
 use crate::error::{ErrorCode, PlinthError};
@@ -477,9 +477,9 @@ impl SqliteDb {
                 return Err(BackendError::Timeout("no time left in the call".into()));
             }
             tenant.watch.begin(bounds.deadline);
-            statement_budget::begin(bounds.deadline);
+            let budget = StatementBudget::begin(bounds.deadline);
             let result = work(&connection);
-            let spent = statement_budget::end();
+            let spent = budget.finish();
             tenant.watch.end();
             result.map_err(|error| match spent {
                 Some(Spent::Time) => BackendError::Timeout(

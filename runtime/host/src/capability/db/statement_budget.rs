@@ -48,11 +48,17 @@ pub enum Spent {
     Memory,
 }
 
+/// No tenant statement on this thread.
+const IDLE: Budget = Budget {
+    deadline: None,
+    bytes: 0,
+    allocations: 0,
+    spent: None,
+};
+
 thread_local! {
     // Const-initialized and without a destructor: safe to use inside an allocator.
-    static BUDGET: Cell<Budget> = const {
-        Cell::new(Budget { deadline: None, bytes: 0, allocations: 0, spent: None })
-    };
+    static BUDGET: Cell<Budget> = const { Cell::new(IDLE) };
 }
 
 // SAFETY: the methods are plain function pointers SQLite made to be called from any
@@ -205,28 +211,31 @@ pub fn install() -> Result<(), String> {
         .clone()
 }
 
-/// Starts the budget of a tenant statement on this thread.
-pub fn begin(deadline: Instant) {
-    BUDGET.with(|cell| {
-        cell.set(Budget {
-            deadline: Some(deadline),
-            bytes: 0,
-            allocations: 0,
-            spent: None,
-        })
-    });
+/// The budget of the tenant statement running on this thread; ended when dropped, even
+/// if the statement's work panics, so that a pooled thread never carries a stale budget
+/// into other work.
+pub struct StatementBudget(());
+
+impl StatementBudget {
+    /// Starts the budget of a tenant statement on this thread.
+    pub fn begin(deadline: Instant) -> StatementBudget {
+        BUDGET.with(|cell| {
+            cell.set(Budget {
+                deadline: Some(deadline),
+                ..IDLE
+            })
+        });
+        StatementBudget(())
+    }
+
+    /// Ends the budget; says what ran out, if anything did.
+    pub fn finish(self) -> Option<Spent> {
+        BUDGET.with(|cell| cell.get().spent)
+    }
 }
 
-/// Ends this thread's statement budget; says what ran out, if anything did.
-pub fn end() -> Option<Spent> {
-    BUDGET.with(|cell| {
-        let spent = cell.get().spent;
-        cell.set(Budget {
-            deadline: None,
-            bytes: 0,
-            allocations: 0,
-            spent: None,
-        });
-        spent
-    })
+impl Drop for StatementBudget {
+    fn drop(&mut self) {
+        BUDGET.with(|cell| cell.set(IDLE));
+    }
 }
