@@ -132,7 +132,13 @@ pub fn unique_tenants() -> (String, String) {
 pub fn run_alone(name: &str) {
     // /proc/self/exe, not the path: it runs even if a rebuild has replaced the file.
     let output = std::process::Command::new("/proc/self/exe")
-        .args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .output()
         .expect("running the test binary");
     let stdout = String::from_utf8_lossy(&output.stdout);

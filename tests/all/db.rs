@@ -277,9 +277,14 @@ async fn postgres_tenants_see_nothing_of_the_catalog() {
     db.execute(&b, "CREATE TABLE secret_orders (id BIGINT)", vec![], ok)
         .await
         .unwrap();
-    db.execute(&b, "CREATE VIEW secret_view AS SELECT 42 AS answer", vec![], ok)
-        .await
-        .unwrap();
+    db.execute(
+        &b,
+        "CREATE VIEW secret_view AS SELECT 42 AS answer",
+        vec![],
+        ok,
+    )
+    .await
+    .unwrap();
     db.execute(&a, "CREATE TABLE mine (id BIGINT)", vec![], ok)
         .await
         .unwrap();

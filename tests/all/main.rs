@@ -6,6 +6,8 @@ mod calls;
 mod compile_cache;
 mod conformance;
 mod db;
+mod hardening_http;
+mod hardening_ws_tokens;
 mod hostile;
 mod isolation;
 mod quota;

@@ -14,17 +14,17 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-const REDIS: &str = "redis://127.0.0.1:6379";
-const POSTGRES: &str = "postgres://root@127.0.0.1:5432/test";
+pub(crate) const REDIS: &str = "redis://127.0.0.1:6379";
+pub(crate) const POSTGRES: &str = "postgres://root@127.0.0.1:5432/test";
 
-type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A server on a free port with its own data directory.
-struct TestServer {
+pub(crate) struct TestServer {
     server: Option<RunningServer>,
     _dir: tempfile::TempDir,
     http: reqwest::Client,
-    operator: String,
+    pub(crate) operator: String,
 }
 
 fn test_config(dir: &std::path::Path) -> ServerConfig {
@@ -40,7 +40,7 @@ fn test_config(dir: &std::path::Path) -> ServerConfig {
 }
 
 /// The backends a test body runs against: embedded, or every real service.
-fn real_services(config: &mut ServerConfig, schema: &str) {
+pub(crate) fn real_services(config: &mut ServerConfig, schema: &str) {
     config.backends = BackendsConfig {
         cache: CacheConfig::Redis { url: REDIS.into() },
         broadcast: BroadcastConfig::Redis { url: REDIS.into() },
@@ -54,13 +54,13 @@ fn real_services(config: &mut ServerConfig, schema: &str) {
     };
 }
 
-fn unique_schema() -> String {
+pub(crate) fn unique_schema() -> String {
     let (a, _) = unique_tenants();
     format!("plinth_test_{}", a.replace('-', "_"))
 }
 
 impl TestServer {
-    async fn start(edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    pub(crate) async fn start(edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let mut config = test_config(dir.path());
         edit(&mut config);
@@ -74,15 +74,15 @@ impl TestServer {
         }
     }
 
-    fn server(&self) -> &RunningServer {
+    pub(crate) fn server(&self) -> &RunningServer {
         self.server.as_ref().unwrap()
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.server().url())
     }
 
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: &str,
         path: &str,
@@ -115,7 +115,13 @@ impl TestServer {
         (status, value)
     }
 
-    async fn json(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn json(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
         self.send(
             method,
             path,
@@ -125,12 +131,12 @@ impl TestServer {
         .await
     }
 
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str, token: &str) -> (u16, Value) {
         self.send("GET", path, Some(token), None).await
     }
 
     /// A new tenant and a token of each role for it.
-    async fn tenant(&self, id: &str) -> (String, String) {
+    pub(crate) async fn tenant(&self, id: &str) -> (String, String) {
         let (status, body) = self
             .json("POST", "/api/v1/tenants", &self.operator, json!({"id": id}))
             .await;
@@ -150,7 +156,7 @@ impl TestServer {
         (token("tenant-admin").await, token("viewer").await)
     }
 
-    async fn upload(&self, tenant: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
+    pub(crate) async fn upload(&self, tenant: &str, token: &str, bytes: Vec<u8>) -> (u16, Value) {
         self.send(
             "POST",
             &format!("/api/v1/tenants/{tenant}/components"),
@@ -160,7 +166,7 @@ impl TestServer {
         .await
     }
 
-    async fn socket(&self, token: &str) -> Socket {
+    pub(crate) async fn socket(&self, token: &str) -> Socket {
         let url = format!("ws://{}/api/v1/ws?token={token}", self.server().addr);
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
@@ -168,12 +174,12 @@ impl TestServer {
         socket
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.server.take().unwrap().stop().await.unwrap();
     }
 }
 
-async fn send_ws(socket: &mut Socket, value: Value) {
+pub(crate) async fn send_ws(socket: &mut Socket, value: Value) {
     socket
         .send(Message::Text(value.to_string().into()))
         .await
@@ -181,7 +187,7 @@ async fn send_ws(socket: &mut Socket, value: Value) {
 }
 
 /// The next JSON text message, skipping pings; panics after `wait`.
-async fn next_json(socket: &mut Socket, wait: Duration) -> Value {
+pub(crate) async fn next_json(socket: &mut Socket, wait: Duration) -> Value {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let message = tokio::time::timeout_at(deadline, socket.next())
@@ -309,6 +315,7 @@ async fn upload_install_render_tick(server: TestServer) {
     let metrics = server
         .http
         .get(server.url("/metrics"))
+        .bearer_auth(&server.operator)
         .send()
         .await
         .unwrap()
@@ -837,7 +844,7 @@ async fn the_circuit_breaker_parks_a_trapping_installation() {
     server.stop().await;
 }
 
-fn resident_bytes() -> u64 {
+pub(crate) fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
     pages * 4096

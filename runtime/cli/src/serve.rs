@@ -59,16 +59,32 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
         config.demo = false;
     }
     let demo = config.demo;
+    // Everything the server creates under its data directory (tenants' databases,
+    // components, compiled code, tokens) is this user's only: files 0600, dirs 0700,
+    // whichever library creates them.
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let server = plinth_server::start(config).await?;
     let app = server.app.clone();
-    let operator = plinth_server::operator_token(&app).await?;
+    // A token is printed only by the start that creates it (it is in its 0600 file
+    // from then on): logs and terminals that outlive a start do not collect secrets.
+    let operator_file = app.config.data_dir.join("operator-token");
+    let operator = fresh_token(&operator_file, plinth_server::operator_token(&app)).await?;
     let url = server.url();
     println!("Plinth is serving on {url}");
-    println!("  operator token: {operator}");
-    println!(
-        "  (kept in {}; API document at {url}/api/v1/openapi.json)",
-        app.config.data_dir.join("operator-token").display()
-    );
+    match operator {
+        Some(token) => {
+            println!("  operator token: {token}");
+            println!(
+                "  (kept in {}, shown this once; API document at {url}/api/v1/openapi.json)",
+                operator_file.display()
+            );
+        }
+        None => println!(
+            "  (operator token kept in {}; API document at {url}/api/v1/openapi.json)",
+            operator_file.display()
+        ),
+    }
     if demo {
         let mut components = Vec::new();
         match extensions_dir() {
@@ -82,14 +98,39 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
                 eprintln!("the example extensions were not found; the demo tenant starts empty")
             }
         }
-        let demo = plinth_server::install_demo(&app, components).await?;
-        println!(
-            "  demo tenant {:?}, token: {}\n  console: {url}/#tenant={}&token={}",
-            demo.tenant, demo.token, demo.tenant, demo.token
-        );
+        let demo_file = app.config.data_dir.join("demo-token");
+        let mut shown = None;
+        let installed = fresh_token(&demo_file, async {
+            let demo = plinth_server::install_demo(&app, components).await?;
+            shown = Some(demo.tenant.clone());
+            Ok(demo.token)
+        })
+        .await?;
+        let tenant = shown.unwrap_or_default();
+        match installed {
+            Some(token) => println!("  demo tenant {tenant:?}, token: {token} (shown this once)"),
+            None => println!(
+                "  demo tenant {tenant:?}, token kept in {}",
+                demo_file.display()
+            ),
+        }
+        // The console asks for the token; a URL carrying it would end up in browser
+        // history and in whatever the terminal is logged to.
+        println!("  console: {url}/#tenant={tenant}");
     }
     server
         .wait_for_signal()
         .await
         .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// Runs `keep` (which reads a token from `file` or makes one and writes it there) and
+/// answers the token if this start made it, `None` if it was there already.
+async fn fresh_token(
+    file: &Path,
+    keep: impl std::future::Future<Output = Result<String, PlinthError>>,
+) -> Result<Option<String>, PlinthError> {
+    let before = std::fs::read_to_string(file).ok();
+    let token = keep.await?;
+    Ok((before.as_deref().map(str::trim) != Some(token.as_str())).then_some(token))
 }

@@ -236,20 +236,13 @@ fn new_widget_in_each_language_builds_and_runs() {
     );
 }
 
-/// `plinth serve` as the README runs it: it prints the console URL and the demo token, and
-/// the demo tenant's dashboard widgets render over HTTP.
+/// `plinth serve` as the README runs it: the first start prints the tokens it makes and a
+/// console URL without a token, and the demo tenant's dashboard widgets render over HTTP.
+/// A second start on the same data directory prints no token at all.
 #[test]
 fn serve_starts_with_a_demo_tenant() {
     use std::io::{BufRead, BufReader, Read, Write};
 
-    let data = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data.path())
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("plinth serve starts");
     // Kills the server however the test ends.
     struct Stop(std::process::Child);
     impl Drop for Stop {
@@ -258,19 +251,50 @@ fn serve_starts_with_a_demo_tenant() {
             let _ = self.0.wait();
         }
     }
-    let stdout = child.stdout.take().unwrap();
-    let _stop = Stop(child);
-    let mut console = None;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        if let Some(url) = line.trim().strip_prefix("console: ") {
-            console = Some(url.to_owned());
-            break;
+    /// Starts `plinth serve` on `data`; what it printed up to the console URL.
+    fn start(data: &std::path::Path) -> (Stop, Vec<String>) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .current_dir(root())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("plinth serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let stop = Stop(child);
+        let mut printed = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.trim().starts_with("console: ");
+            printed.push(line);
+            if done {
+                break;
+            }
         }
+        (stop, printed)
     }
-    let console = console.expect("serve printed the console URL");
+
+    let data = tempfile::tempdir().unwrap();
+    let (first, printed) = start(data.path());
+    let after = |prefix: &str| {
+        printed
+            .iter()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+            .unwrap_or_else(|| panic!("no {prefix:?} line in {printed:#?}"))
+    };
+    let console = after("console: ");
+    let operator = after("operator token: ");
+    let token = after("demo tenant \"demo\", token: ")
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !console.contains("token"),
+        "the console URL carries a token: {console}"
+    );
     let (base, fragment) = console.split_once("/#").unwrap();
-    let token = fragment.split("token=").nth(1).unwrap();
+    assert_eq!(fragment, "tenant=demo");
     let host = base.strip_prefix("http://").unwrap();
     let get = |path: &str| -> String {
         let mut stream = std::net::TcpStream::connect(host).unwrap();
@@ -301,4 +325,23 @@ fn serve_starts_with_a_demo_tenant() {
     }
     let token_file = std::fs::read_to_string(data.path().join("demo-token")).unwrap();
     assert_eq!(token_file.trim(), token);
+    let operator_file = std::fs::read_to_string(data.path().join("operator-token")).unwrap();
+    assert_eq!(operator_file.trim(), operator);
+    drop(first);
+
+    // The second start keeps both tokens and prints neither.
+    let (_second, printed) = start(data.path());
+    for line in &printed {
+        assert!(
+            !line.contains("plt_"),
+            "a later start printed a token: {line}"
+        );
+    }
+    assert!(printed.iter().any(|l| l.contains("console: ")));
+    assert_eq!(
+        std::fs::read_to_string(data.path().join("demo-token"))
+            .unwrap()
+            .trim(),
+        token
+    );
 }

@@ -59,6 +59,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Compiling an uploaded component took longer than the server allows.
     CompileTimeout,
+    /// The client took longer than the server allows to send a request's body.
+    RequestTimeout,
     /// An installation's config does not match the widget's JSON schema.
     InvalidConfig,
     /// An upgrade imports capabilities the installation has not been granted.
@@ -98,6 +100,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::CompileTimeout => "COMPILE_TIMEOUT",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
             ErrorCode::GrantsRequired => "GRANTS_REQUIRED",
             ErrorCode::InstallationDisabled => "INSTALLATION_DISABLED",
@@ -109,7 +112,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and the OpenAPI document.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 29] = [
         ErrorCode::ExecutionTimeout,
         ErrorCode::FuelExhausted,
         ErrorCode::MemoryLimit,
@@ -133,6 +136,7 @@ impl ErrorCode {
         ErrorCode::PayloadTooLarge,
         ErrorCode::RateLimited,
         ErrorCode::CompileTimeout,
+        ErrorCode::RequestTimeout,
         ErrorCode::InvalidConfig,
         ErrorCode::GrantsRequired,
         ErrorCode::InstallationDisabled,

@@ -11,13 +11,21 @@ use plinth_host::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use crate::config::{MetadataConfig, ServerConfig};
 use crate::metrics::Metrics;
 use crate::registry::{ComponentVersion, Installation, Registry, check_id, now_ms};
 use crate::store::{MetaStore, PostgresStore, SqliteStore};
+use plinth_host::capability::db::SqliteDb;
+use plinth_host::capability::db::postgres::PostgresDb;
+
+/// The tenants' databases, by kind: what deleting a tenant has to drop.
+enum TenantDatabases {
+    Sqlite(Arc<SqliteDb>),
+    Postgres(Arc<PostgresDb>),
+}
 
 /// Receipts and errors kept per installation for the API.
 const RECENT: usize = 100;
@@ -45,6 +53,9 @@ pub struct Uploaded {
     pub component: ComponentVersion,
     pub capabilities: Vec<String>,
     pub imports: Vec<String>,
+    /// How long this node took to load the component the first time. The same for
+    /// every upload of the same bytes, so a tenant cannot tell from it whether another
+    /// tenant uploaded them before (the compile cache is shared).
     pub compiled_ms: u64,
 }
 
@@ -120,6 +131,8 @@ pub struct App {
     pub metrics: Metrics,
     extensions: Mutex<HashMap<String, Arc<Extension>>>,
     compile_slots: Arc<Semaphore>,
+    upload_slots: Arc<Semaphore>,
+    uploads_by_tenant: Arc<Mutex<HashMap<String, usize>>>,
     receipts: Mutex<HashMap<(String, String), VecDeque<Receipt>>>,
     errors: Mutex<HashMap<(String, String), VecDeque<ErrorRecord>>>,
     failures: Mutex<HashMap<(String, String), u32>>,
@@ -129,6 +142,7 @@ pub struct App {
     /// Woken when installations change, so the scheduler reloads at once.
     pub schedule_changed: Notify,
     pub hub: crate::ws::Hub,
+    tenant_databases: TenantDatabases,
     pub started: Instant,
 }
 
@@ -151,7 +165,24 @@ impl App {
             MetadataConfig::Postgres { url, schema } => Arc::new(PostgresStore::new(url, schema)?),
         };
         let registry = Registry::open(store).await?;
-        let backends = Backends::from_config(&config.backends, &config.data_dir)?;
+        let mut backends = Backends::from_config(&config.backends, &config.data_dir)?;
+        // The tenants' databases as their own type as well, so a deleted tenant's file or
+        // schema can be dropped; the sandbox gets the same instance.
+        let tenant_databases = match &config.backends.db {
+            plinth_host::DbConfig::Sqlite => {
+                let db = Arc::new(SqliteDb::open(&config.data_dir.join("db"))?);
+                backends.db = db.clone();
+                TenantDatabases::Sqlite(db)
+            }
+            plinth_host::DbConfig::Postgres { url } => {
+                let db = Arc::new(
+                    PostgresDb::new(url)
+                        .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
+                );
+                backends.db = db.clone();
+                TenantDatabases::Postgres(db)
+            }
+        };
         let sandbox = Sandbox::new(
             SandboxConfig {
                 cache_dir: Some(config.data_dir.join("compiled")),
@@ -176,6 +207,8 @@ impl App {
         };
         Ok(Arc::new(App {
             compile_slots: Arc::new(Semaphore::new(config.http.compile_slots)),
+            upload_slots: Arc::new(Semaphore::new(config.http.upload_slots)),
+            uploads_by_tenant: Arc::default(),
             config,
             node_id,
             sandbox: Arc::new(sandbox),
@@ -189,6 +222,7 @@ impl App {
             labels: Mutex::default(),
             schedule_changed: Notify::new(),
             hub: crate::ws::Hub::default(),
+            tenant_databases,
             started: Instant::now(),
         }))
     }
@@ -226,6 +260,38 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(tenant.to_owned(), id.to_owned()));
         self.schedule_changed.notify_one();
+    }
+
+    /// A place for one upload of `tenant` being received, taken before its body is read:
+    /// at most `http.upload_slots` bodies on the node and `upload_slots_per_tenant` of
+    /// one tenant are held at once. None free is `RATE_LIMITED`.
+    pub fn upload_slot(&self, tenant: &str) -> Result<UploadSlot, PlinthError> {
+        let http = &self.config.http;
+        let busy = |what: String| {
+            PlinthError::new(ErrorCode::RateLimited, format!("{what}; try again shortly"))
+        };
+        let mut by_tenant = self
+            .uploads_by_tenant
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let receiving = by_tenant.get(tenant).copied().unwrap_or(0);
+        if receiving >= http.upload_slots_per_tenant {
+            return Err(busy(format!(
+                "{receiving} uploads of tenant {tenant} are being received already"
+            )));
+        }
+        let node = self.upload_slots.clone().try_acquire_owned().map_err(|_| {
+            busy(format!(
+                "{} uploads are being received already",
+                http.upload_slots
+            ))
+        })?;
+        by_tenant.insert(tenant.to_owned(), receiving + 1);
+        Ok(UploadSlot {
+            _node: node,
+            tenant: tenant.to_owned(),
+            by_tenant: self.uploads_by_tenant.clone(),
+        })
     }
 
     /// Compiles on a blocking thread, one of a bounded number at a time, with a timeout.
@@ -279,9 +345,10 @@ impl App {
         let hash = component_hash(&bytes);
         let size = bytes.len() as i64;
         let bytes = Arc::new(bytes);
-        let started = Instant::now();
         let extension = self.compile(bytes.clone()).await?;
-        let compiled_ms = started.elapsed().as_millis() as u64;
+        // Not the time this upload waited: a hit in the shared compile cache would tell
+        // that someone uploaded these bytes before.
+        let compiled_ms = extension.load_time.as_millis() as u64;
         let invocation = Invocation {
             scope: Scope::new(tenant, UPLOAD_SCOPE)?,
             grants: Grants::none(),
@@ -612,6 +679,56 @@ impl App {
         Ok(installation)
     }
 
+    /// Deletes a tenant and everything it has: metadata (tokens first, so they stop
+    /// working on this node at once), its database, cache keys and topics, its sockets
+    /// on this node, and what this node remembers of it. Its schedules stop at the
+    /// scheduler's next reload, which this wakes.
+    pub async fn delete_tenant(
+        &self,
+        tenant: &str,
+    ) -> Result<crate::registry::TenantRemoval, PlinthError> {
+        let removed = self.registry.delete_tenant(tenant).await?;
+        let own = |key: &(String, String)| key.0 != tenant;
+        self.installations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| own(key));
+        self.receipts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| own(key));
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| own(key));
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| own(key));
+        self.schedule_changed.notify_one();
+        self.sandbox.tenant_quotas().set(tenant, None);
+        self.hub.drop_tenant(tenant);
+        let backends = self.backends();
+        backends.broadcast.drop_tenant(tenant);
+        let unavailable = |what: &str, e: plinth_host::capability::BackendError| {
+            PlinthError::new(
+                ErrorCode::Unavailable,
+                format!("tenant {tenant} is deleted but its {what} could not be dropped: {e}"),
+            )
+        };
+        backends
+            .cache
+            .drop_tenant(tenant)
+            .await
+            .map_err(|e| unavailable("cache keys", e))?;
+        match &self.tenant_databases {
+            TenantDatabases::Sqlite(db) => db.drop_tenant(tenant),
+            TenantDatabases::Postgres(db) => db.drop_tenant(tenant).await,
+        }
+        .map_err(|e| unavailable("database", e))?;
+        Ok(removed)
+    }
+
     pub async fn uninstall(&self, tenant: &str, id: &str) -> Result<(), PlinthError> {
         self.registry.delete_installation(tenant, id).await?;
         let key = (tenant.to_owned(), id.to_owned());
@@ -790,6 +907,25 @@ impl App {
 
     pub fn uptime(&self) -> Duration {
         self.started.elapsed()
+    }
+}
+
+/// An upload's place, from [`App::upload_slot`]; given back when dropped.
+pub struct UploadSlot {
+    _node: OwnedSemaphorePermit,
+    tenant: String,
+    by_tenant: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        let mut by_tenant = self.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(receiving) = by_tenant.get_mut(&self.tenant) {
+            *receiving -= 1;
+            if *receiving == 0 {
+                by_tenant.remove(&self.tenant);
+            }
+        }
     }
 }
 

@@ -23,9 +23,18 @@ pub struct ServerConfig {
     pub metadata: MetadataConfig,
     /// The capability backends (`[backends.cache] type = "redis"` …).
     pub backends: BackendsConfig,
-    /// Origins a browser may open the WebSocket from (`Origin` header). Empty: the
-    /// server's own origin only. Clients that send no `Origin` (not browsers) pass.
+    /// The origins browsers reach this server at (`https://console.example.com`): the
+    /// console's own origin for the WebSocket `Origin` check and the Content-Security-
+    /// Policy. Empty: `http://127.0.0.1:PORT` and `http://localhost:PORT` of `listen`.
+    /// Never the request's `Host` header, which any page's request can set.
+    pub public_origins: Vec<String>,
+    /// More origins a browser may open the WebSocket from (`Origin` header), besides
+    /// `public_origins`. Clients that send no `Origin` (not browsers) pass.
     pub allowed_origins: Vec<String>,
+    /// Where `/metrics` is served without a token (`127.0.0.1:9090`), and then not on
+    /// `listen`. None: on `listen`, to operator tokens only (metrics name every tenant
+    /// and extension).
+    pub metrics_listen: Option<SocketAddr>,
     /// Create the demo tenant with the example extensions at startup.
     pub demo: bool,
     /// Limits an installation gets when it names none.
@@ -48,7 +57,9 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./plinth-data"),
             metadata: MetadataConfig::Sqlite,
             backends: BackendsConfig::default(),
+            public_origins: Vec::new(),
             allowed_origins: Vec::new(),
+            metrics_listen: None,
             demo: true,
             default_limits: Limits::default(),
             tenant_quota: TenantQuota::default(),
@@ -93,6 +104,24 @@ pub struct HttpConfig {
     /// Longest a compilation may take; longer is `COMPILE_TIMEOUT` (503).
     #[serde(with = "duration_ms")]
     pub compile_timeout: Duration,
+    /// Uploads received at once on this node; each may hold `max_upload_bytes` in
+    /// memory, so this bounds what uploads can take. One more is `RATE_LIMITED` (429).
+    pub upload_slots: usize,
+    /// Uploads of one tenant received at once, so one tenant cannot take every slot.
+    pub upload_slots_per_tenant: usize,
+    /// Time a client has to send a request's headers, counted from when the connection
+    /// opens or its previous response ends: a slow or silent client (slowloris) and an
+    /// idle keep-alive connection are both closed after it.
+    #[serde(with = "duration_ms")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's whole body once its headers are in and it
+    /// is authorized; past it, `408 REQUEST_TIMEOUT` and the connection is closed, so a
+    /// trickling upload cannot hold its upload slot (or a graceful stop) forever.
+    #[serde(with = "duration_ms")]
+    pub body_read_timeout: Duration,
+    /// Connections open at once (WebSockets included); more are answered `503
+    /// UNAVAILABLE` and closed at once, before reading anything.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -102,6 +131,11 @@ impl Default for HttpConfig {
             max_body_bytes: 1 << 20,
             compile_slots: 2,
             compile_timeout: Duration::from_secs(120),
+            upload_slots: 4,
+            upload_slots_per_tenant: 2,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: 16_384,
         }
     }
 }
@@ -123,6 +157,15 @@ pub struct WebSocketConfig {
     /// Interval of the server's pings; a connection silent for three is closed.
     #[serde(with = "duration_ms")]
     pub heartbeat: Duration,
+    /// Sockets one token may hold open on this node; one more is refused (429
+    /// `QUOTA_EXCEEDED`) before the upgrade.
+    pub max_sockets_per_token: usize,
+    /// Sockets the tokens of one tenant may hold open on this node.
+    pub max_sockets_per_tenant: usize,
+    /// Distinct topics of one tenant this node relays at once: each costs a relay and a
+    /// channel however many sockets share it, so this bounds what a tenant's
+    /// subscriptions can pin (a subscription to one more is refused).
+    pub max_topics_per_tenant: usize,
 }
 
 impl Default for WebSocketConfig {
@@ -133,6 +176,9 @@ impl Default for WebSocketConfig {
             messages_per_second: 20,
             max_subscriptions: 64,
             heartbeat: Duration::from_secs(20),
+            max_sockets_per_token: 16,
+            max_sockets_per_tenant: 1_024,
+            max_topics_per_tenant: 256,
         }
     }
 }
@@ -196,8 +242,16 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
         "use PostgreSQL for metadata and tenant databases (postgres://user@host/db)",
     ),
     (
+        "PLINTH_PUBLIC_ORIGINS",
+        "comma-separated origins browsers reach this server at",
+    ),
+    (
         "PLINTH_ALLOWED_ORIGINS",
         "comma-separated origins allowed to open the WebSocket",
+    ),
+    (
+        "PLINTH_METRICS_LISTEN",
+        "serve /metrics without a token on this address only (127.0.0.1:9090)",
     ),
     ("PLINTH_DEMO", "create the demo tenant: true or false"),
     ("PLINTH_NODE_ID", "this node's name in tick claims and logs"),
@@ -238,13 +292,18 @@ impl ServerConfig {
                 schema: default_schema(),
             };
         }
+        if let Some(origins) = env("PLINTH_PUBLIC_ORIGINS") {
+            config.public_origins = origin_list(&origins);
+        }
         if let Some(origins) = env("PLINTH_ALLOWED_ORIGINS") {
-            config.allowed_origins = origins
-                .split(',')
-                .map(str::trim)
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned)
-                .collect();
+            config.allowed_origins = origin_list(&origins);
+        }
+        if let Some(listen) = env("PLINTH_METRICS_LISTEN") {
+            config.metrics_listen = Some(
+                listen
+                    .parse()
+                    .map_err(|e| invalid(format!("PLINTH_METRICS_LISTEN={listen}: {e}")))?,
+            );
         }
         if let Some(demo) = env("PLINTH_DEMO") {
             config.demo = match demo.as_str() {
@@ -263,18 +322,37 @@ impl ServerConfig {
     fn validate(&self) -> Result<(), PlinthError> {
         self.default_limits.validate()?;
         if self.http.compile_slots == 0
+            || self.http.upload_slots == 0
+            || self.http.upload_slots_per_tenant == 0
+            || self.http.max_connections == 0
             || self.scheduler.max_running == 0
             || self.scheduler.max_running_per_tenant == 0
         {
             return Err(invalid(
-                "http.compile_slots, scheduler.max_running and max_running_per_tenant must be at least 1"
+                "http.compile_slots, upload_slots, upload_slots_per_tenant, max_connections, \
+                 scheduler.max_running and max_running_per_tenant must be at least 1"
                     .into(),
             ));
         }
-        if self.websocket.heartbeat.is_zero() || self.scheduler.min_interval.is_zero() {
+        if self.websocket.heartbeat.is_zero()
+            || self.scheduler.min_interval.is_zero()
+            || self.http.header_read_timeout.is_zero()
+            || self.http.body_read_timeout.is_zero()
+        {
             return Err(invalid(
-                "websocket.heartbeat and scheduler.min_interval must be more than 0 ms".into(),
+                "websocket.heartbeat, scheduler.min_interval, http.header_read_timeout and \
+                 http.body_read_timeout must be more than 0 ms"
+                    .into(),
             ));
+        }
+        if let Some(bad) = self
+            .public_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")) || o.ends_with('/'))
+        {
+            return Err(invalid(format!(
+                "public_origins: {bad:?} is not an origin (scheme://host[:port], no path)"
+            )));
         }
         if !(0.0..=0.5).contains(&self.scheduler.jitter) {
             return Err(invalid("scheduler.jitter must be within 0.0..=0.5".into()));
@@ -287,12 +365,42 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// The origins browsers reach this server at: `public_origins`, or when empty the
+    /// loopback origins of `listen` (its port; a wildcard address is reached on loopback
+    /// too). [`crate::start`] puts the bound port in `listen` first.
+    pub fn public_origins(&self) -> Vec<String> {
+        if !self.public_origins.is_empty() {
+            return self.public_origins.clone();
+        }
+        let port = self.listen.port();
+        let ip = self.listen.ip();
+        let mut origins = vec![
+            format!("http://127.0.0.1:{port}"),
+            format!("http://localhost:{port}"),
+        ];
+        if !ip.is_unspecified() && !ip.is_loopback() {
+            origins.push(format!("http://{}", self.listen));
+        }
+        if ip.is_ipv6() {
+            origins.push(format!("http://[::1]:{port}"));
+        }
+        origins
+    }
+
     /// Whether this node claims ticks in the metadata database.
     pub fn claims_ticks(&self) -> bool {
         self.scheduler
             .claim_ticks
             .unwrap_or(matches!(self.metadata, MetadataConfig::Postgres { .. }))
     }
+}
+
+fn origin_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn invalid(message: String) -> PlinthError {

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod connections;
 pub mod metrics;
 pub mod openapi;
 pub mod registry;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 use plinth_host::{ErrorCode, PlinthError};
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use app::App;
@@ -30,9 +31,12 @@ pub use registry::Role;
 /// A server running in this process.
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served without a token, when `metrics_listen` is set.
+    pub metrics_addr: Option<SocketAddr>,
     pub app: Arc<App>,
-    shutdown: Option<oneshot::Sender<()>>,
+    shutdown: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    metrics_task: Option<JoinHandle<std::io::Result<()>>>,
     scheduler: Option<JoinHandle<()>>,
 }
 
@@ -44,11 +48,12 @@ impl RunningServer {
 
     /// Stops accepting, lets requests in flight finish, stops the scheduler.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
+        let _ = self.shutdown.send(true);
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
+        }
+        if let Some(metrics) = self.metrics_task.take() {
+            metrics.await.map_err(std::io::Error::other)??;
         }
         match (&mut self.task).await {
             Ok(result) => result,
@@ -78,39 +83,83 @@ impl RunningServer {
 }
 
 /// Opens the registry and backends and starts serving on `config.listen` (port 0 picks
-/// a free port; see [`RunningServer::addr`]).
-pub async fn start(config: ServerConfig) -> Result<RunningServer, PlinthError> {
-    let listen = config.listen;
+/// a free port; see [`RunningServer::addr`]), and `/metrics` on `config.metrics_listen`
+/// if set.
+pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthError> {
+    let listener = bind(config.listen).await?;
+    // The bound address, so that the default public origins name the real port.
+    config.listen = local_addr(&listener)?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => {
+            let listener = bind(at).await?;
+            config.metrics_listen = Some(local_addr(&listener)?);
+            Some(listener)
+        }
+        None => None,
+    };
+    private_dir(&config.data_dir)?;
+    let (addr, metrics_addr) = (config.listen, config.metrics_listen);
     let scheduler_enabled = config.scheduler.enabled;
     let app = App::new(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| {
-        PlinthError::new(
-            ErrorCode::Unavailable,
-            format!("cannot listen on {listen}: {e}"),
-        )
-    })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?;
-    let router = api::router(app.clone());
-    let (shutdown, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let (shutdown, stopped) = watch::channel(false);
+    let serve = |listener, router, stopped| {
+        let http = app.config.http.clone();
+        tokio::spawn(async move { connections::serve(listener, router, &http, stopped).await })
+    };
+    let task = serve(listener, api::router(app.clone()), stopped.clone());
+    let metrics_task =
+        metrics_listener.map(|l| serve(l, api::metrics_router(app.clone()), stopped));
     let scheduler =
         scheduler_enabled.then(|| tokio::spawn(scheduler::Scheduler::new(app.clone()).run()));
-    tracing::info!(%addr, node = %app.node_id, "plinth serving");
+    tracing::info!(%addr, ?metrics_addr, node = %app.node_id, "plinth serving");
     Ok(RunningServer {
         addr,
+        metrics_addr,
         app,
-        shutdown: Some(shutdown),
+        shutdown,
         task,
+        metrics_task,
         scheduler,
     })
+}
+
+async fn bind(at: SocketAddr) -> Result<tokio::net::TcpListener, PlinthError> {
+    tokio::net::TcpListener::bind(at).await.map_err(|e| {
+        PlinthError::new(
+            ErrorCode::Unavailable,
+            format!("cannot listen on {at}: {e}"),
+        )
+    })
+}
+
+fn local_addr(listener: &tokio::net::TcpListener) -> Result<SocketAddr, PlinthError> {
+    listener
+        .local_addr()
+        .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))
+}
+
+/// The data directory, readable by this user only (0700): it holds tenants' databases,
+/// components, compiled code and tokens. `plinth serve` also creates every file 0600
+/// (its umask); this covers a server started any other way.
+fn private_dir(dir: &Path) -> Result<(), PlinthError> {
+    let failed = |e: std::io::Error| {
+        PlinthError::new(
+            ErrorCode::Internal,
+            format!("cannot create {}: {e}", dir.display()),
+        )
+    };
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        builder.mode(0o700);
+        builder.create(dir).map_err(failed)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(failed)?;
+    }
+    #[cfg(not(unix))]
+    builder.create(dir).map_err(failed)?;
+    Ok(())
 }
 
 /// Reads a token kept in a file of the data directory, or makes one and keeps it there

@@ -24,6 +24,13 @@ const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "delete",
+        "/tenants/{tenant}",
+        "Delete a tenant and everything it has: tokens, installations, components, dashboards, its database, cache keys and topics. {deleted, removed}.",
+        "operator",
+        "",
+    ),
+    (
         "put",
         "/tenants/{tenant}/quota",
         "Set a tenant's quota {concurrent_calls, fuel_per_minute}, or null for the default.",
@@ -33,9 +40,23 @@ const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
     (
         "post",
         "/tenants/{tenant}/tokens",
-        "Create a token {role: tenant-admin|viewer, label}; the secret is shown once.",
+        "Create a token {role: tenant-admin|viewer, label, expires_in_s?, expires_at_ms?}; the secret is shown once.",
         "tenant-admin",
         "json",
+    ),
+    (
+        "get",
+        "/tenants/{tenant}/tokens",
+        "List tokens: {id, role, tenant, label, created_ms, expires_ms, last_used_ms}, never secrets.",
+        "tenant-admin",
+        "",
+    ),
+    (
+        "delete",
+        "/tenants/{tenant}/tokens/{id}",
+        "Revoke a token: at once on this node (its WebSockets closed with 4401), within 5 s on the others.",
+        "tenant-admin",
+        "",
     ),
     (
         "post",

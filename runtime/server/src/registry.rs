@@ -14,8 +14,15 @@ use sha2::{Digest, Sha256};
 
 use crate::store::{MetaStore, Row, Sql};
 
-/// How long a token lookup is remembered; a revoked token stops working within this.
-const TOKEN_MEMORY: Duration = Duration::from_secs(5);
+/// How long a token lookup is remembered by a node. A token revoked (or a tenant
+/// deleted) on this node stops working at once; on another node sharing the metadata
+/// database, within this time.
+pub const TOKEN_MEMORY: Duration = Duration::from_secs(5);
+
+/// Hex digits of a token's SHA-256 that name it in the API (`GET …/tokens`, `DELETE
+/// …/tokens/{id}`). A prefix of the hash, so tokens made before ids existed have one
+/// too; it reveals nothing about the secret.
+pub const TOKEN_ID_LEN: usize = 16;
 
 /// Prefix of every API token, so a leaked one is easy to recognise in logs and scanners.
 pub const TOKEN_PREFIX: &str = "plt_";
@@ -58,6 +65,33 @@ pub struct Principal {
     /// The tenant of a tenant-admin or viewer token; none for an operator.
     pub tenant: Option<String>,
     pub label: String,
+    /// The token's public id ([`TOKEN_ID_LEN`] hex digits of its hash).
+    pub token_id: String,
+    /// When the token stops working (ms since the Unix epoch); never when absent.
+    pub expires_ms: Option<i64>,
+}
+
+/// A token as listed: never its secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenInfo {
+    pub id: String,
+    pub role: Role,
+    pub tenant: Option<String>,
+    pub label: String,
+    pub created_ms: i64,
+    pub expires_ms: Option<i64>,
+    /// When a node last looked the token up in the metadata database: a node remembers
+    /// a lookup for [`TOKEN_MEMORY`], so this is exact to within that.
+    pub last_used_ms: Option<i64>,
+}
+
+/// What deleting a tenant removed from the metadata database.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TenantRemoval {
+    pub tokens: u64,
+    pub installations: u64,
+    pub components: u64,
+    pub dashboards: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,6 +206,35 @@ fn json(row: &Row, i: usize) -> Value {
     serde_json::from_str(row[i].text().unwrap_or("null")).unwrap_or(Value::Null)
 }
 
+/// Adds a column unless the table has it already (neither dialect's `ADD COLUMN` has
+/// `IF NOT EXISTS` in the subset both speak, and their errors differ): a statement that
+/// reads the column tells. Nodes upgrading together may both add it; the one that loses
+/// finds it there.
+async fn add_column(
+    store: &dyn MetaStore,
+    table: &str,
+    column: &str,
+    sql_type: &str,
+) -> Result<(), PlinthError> {
+    let probe = format!("SELECT {column} FROM {table} WHERE 1 = 0");
+    if store.query(&probe, vec![]).await.is_ok() {
+        return Ok(());
+    }
+    match store
+        .execute(
+            &format!("ALTER TABLE {table} ADD COLUMN {column} {sql_type}"),
+            vec![],
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) => match store.query(&probe, vec![]).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(e),
+        },
+    }
+}
+
 pub struct Registry {
     store: Arc<dyn MetaStore>,
     tokens: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
@@ -190,7 +253,8 @@ impl Registry {
                     created_ms BIGINT NOT NULL);
                  CREATE TABLE IF NOT EXISTS tokens (
                     hash TEXT PRIMARY KEY, tenant TEXT, role TEXT NOT NULL,
-                    label TEXT NOT NULL, created_ms BIGINT NOT NULL);
+                    label TEXT NOT NULL, created_ms BIGINT NOT NULL,
+                    expires_ms BIGINT, last_used_ms BIGINT);
                  CREATE TABLE IF NOT EXISTS blobs (
                     hash TEXT PRIMARY KEY, bytes {blob} NOT NULL);
                  CREATE TABLE IF NOT EXISTS components (
@@ -210,6 +274,10 @@ impl Registry {
                     updated_ms BIGINT NOT NULL, PRIMARY KEY (tenant, name))"
             ))
             .await?;
+        // Registries made before token expiry existed lack these columns.
+        for column in ["expires_ms", "last_used_ms"] {
+            add_column(store.as_ref(), "tokens", column, "BIGINT").await?;
+        }
         Ok(Registry {
             store,
             tokens: Mutex::default(),
@@ -303,15 +371,75 @@ impl Registry {
         Ok(())
     }
 
+    /// Deletes a tenant with its tokens, installations, component versions and
+    /// dashboards; component bytes no other tenant uses go too. Tokens go first, so a
+    /// request racing the deletion finds them gone rather than half a tenant.
+    pub async fn delete_tenant(&self, tenant: &str) -> Result<TenantRemoval, PlinthError> {
+        self.tenant(tenant).await?;
+        let hashes: Vec<String> = self
+            .components(tenant)
+            .await?
+            .into_iter()
+            .map(|c| c.hash)
+            .collect();
+        let mut removed = TenantRemoval::default();
+        for (table, count) in [
+            ("tokens", &mut removed.tokens),
+            ("installations", &mut removed.installations),
+            ("dashboards", &mut removed.dashboards),
+            ("components", &mut removed.components),
+        ] {
+            *count = self
+                .store
+                .execute(
+                    &format!("DELETE FROM {table} WHERE tenant = $1"),
+                    vec![tenant.into()],
+                )
+                .await?;
+        }
+        self.forget_tokens(|p| p.tenant.as_deref() == Some(tenant));
+        // Bytes are shared by hash between tenants: only those nobody else uploaded go.
+        for hash in hashes {
+            self.store
+                .execute(
+                    "DELETE FROM blobs WHERE hash = $1
+                     AND NOT EXISTS (SELECT 1 FROM components WHERE hash = $1)",
+                    vec![hash.into()],
+                )
+                .await?;
+        }
+        let deleted = self
+            .store
+            .execute("DELETE FROM tenants WHERE id = $1", vec![tenant.into()])
+            .await?;
+        if deleted == 0 {
+            return Err(not_found(format!("no tenant {tenant}")));
+        }
+        Ok(removed)
+    }
+
     // ---- tokens --------------------------------------------------------------------
 
-    /// Creates a token; the secret is returned once and only its hash is kept.
+    /// Creates a token that does not expire; the secret is returned once and only its
+    /// hash is kept.
     pub async fn create_token(
         &self,
         tenant: Option<&str>,
         role: Role,
         label: &str,
     ) -> Result<String, PlinthError> {
+        Ok(self.create_token_until(tenant, role, label, None).await?.0)
+    }
+
+    /// Creates a token that stops working at `expires_ms` (never when `None`): the
+    /// secret, shown once, and the token as listed.
+    pub async fn create_token_until(
+        &self,
+        tenant: Option<&str>,
+        role: Role,
+        label: &str,
+        expires_ms: Option<i64>,
+    ) -> Result<(String, TokenInfo), PlinthError> {
         if (role == Role::Operator) != tenant.is_none() {
             return Err(PlinthError::new(
                 ErrorCode::InvalidRequest,
@@ -324,58 +452,182 @@ impl Registry {
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
         );
+        let hash = hash_token(&secret);
+        let created_ms = now_ms();
         self.store
             .execute(
-                "INSERT INTO tokens (hash, tenant, role, label, created_ms)
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO tokens (hash, tenant, role, label, created_ms, expires_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 vec![
-                    hash_token(&secret).into(),
+                    hash.clone().into(),
                     tenant.into(),
                     role.as_str().into(),
                     label.into(),
-                    now_ms().into(),
+                    created_ms.into(),
+                    expires_ms.into(),
                 ],
             )
             .await?;
-        Ok(secret)
+        let info = TokenInfo {
+            id: hash[..TOKEN_ID_LEN].to_owned(),
+            role,
+            tenant: tenant.map(str::to_owned),
+            label: label.to_owned(),
+            created_ms,
+            expires_ms,
+            last_used_ms: None,
+        };
+        Ok((secret, info))
     }
 
-    /// The principal a token stands for, or none for an unknown token.
+    /// The principal a token stands for, or none for an unknown, revoked or expired
+    /// token.
     pub async fn authenticate(&self, secret: &str) -> Result<Option<Principal>, PlinthError> {
+        match self.principal(secret).await {
+            Ok(principal) => Ok(Some(principal)),
+            Err(e) if e.code == ErrorCode::Unauthenticated => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The principal a token stands for; `UNAUTHENTICATED` saying why when it stands
+    /// for none (unknown or revoked, or expired).
+    pub async fn principal(&self, secret: &str) -> Result<Principal, PlinthError> {
+        let unknown = || PlinthError::new(ErrorCode::Unauthenticated, "unknown token");
         if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 100 {
-            return Ok(None);
+            return Err(unknown());
         }
         let hash = hash_token(secret);
-        if let Some((at, principal)) = self
+        let remembered = self
             .tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
-            && at.elapsed() < TOKEN_MEMORY
+            .filter(|(at, _)| at.elapsed() < TOKEN_MEMORY)
+            .map(|(_, principal)| principal.clone());
+        let principal = match remembered {
+            Some(principal) => principal,
+            None => {
+                // One statement reads the token and notes that it is in use; it runs
+                // once per token per node per TOKEN_MEMORY, not per request.
+                let principal = self
+                    .store
+                    .query(
+                        "UPDATE tokens SET last_used_ms = $2 WHERE hash = $1
+                         RETURNING tenant, role, label, expires_ms",
+                        vec![hash.clone().into(), now_ms().into()],
+                    )
+                    .await?
+                    .first()
+                    .and_then(|row| {
+                        Some(Principal {
+                            tenant: row[0].text().map(str::to_owned),
+                            role: Role::parse(row[1].text()?)?,
+                            label: text(row, 2),
+                            token_id: hash[..TOKEN_ID_LEN].to_owned(),
+                            expires_ms: row[3].int(),
+                        })
+                    });
+                let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                if tokens.len() > 10_000 {
+                    tokens.clear();
+                }
+                tokens.insert(hash, (Instant::now(), principal.clone()));
+                principal
+            }
+        };
+        let principal = principal.ok_or_else(unknown)?;
+        // Checked at every use, not only when looked up: a remembered token expires on time.
+        if let Some(expires_ms) = principal.expires_ms
+            && now_ms() >= expires_ms
         {
-            return Ok(principal.clone());
+            return Err(PlinthError::new(
+                ErrorCode::Unauthenticated,
+                format!("token expired at {expires_ms} ms since the Unix epoch; make a new one"),
+            ));
         }
-        let principal = self
-            .store
-            .query(
-                "SELECT tenant, role, label FROM tokens WHERE hash = $1",
-                vec![hash.clone().into()],
-            )
-            .await?
-            .first()
-            .and_then(|row| {
-                Some(Principal {
-                    tenant: row[0].text().map(str::to_owned),
-                    role: Role::parse(row[1].text()?)?,
-                    label: text(row, 2),
-                })
-            });
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if tokens.len() > 10_000 {
-            tokens.clear();
-        }
-        tokens.insert(hash, (Instant::now(), principal.clone()));
         Ok(principal)
+    }
+
+    fn token_of(row: &Row) -> Option<TokenInfo> {
+        Some(TokenInfo {
+            id: row[0].text()?.get(..TOKEN_ID_LEN)?.to_owned(),
+            tenant: row[1].text().map(str::to_owned),
+            role: Role::parse(row[2].text()?)?,
+            label: text(row, 3),
+            created_ms: int(row, 4),
+            expires_ms: row[5].int(),
+            last_used_ms: row[6].int(),
+        })
+    }
+
+    /// A tenant's tokens, or the operator tokens when `tenant` is `None`; never secrets.
+    pub async fn tokens(&self, tenant: Option<&str>) -> Result<Vec<TokenInfo>, PlinthError> {
+        let rows = match tenant {
+            Some(tenant) => {
+                self.store
+                    .query(
+                        "SELECT hash, tenant, role, label, created_ms, expires_ms, last_used_ms
+                         FROM tokens WHERE tenant = $1 ORDER BY created_ms, hash",
+                        vec![tenant.into()],
+                    )
+                    .await?
+            }
+            None => {
+                self.store
+                    .query(
+                        "SELECT hash, tenant, role, label, created_ms, expires_ms, last_used_ms
+                         FROM tokens WHERE tenant IS NULL ORDER BY created_ms, hash",
+                        vec![],
+                    )
+                    .await?
+            }
+        };
+        Ok(rows.iter().filter_map(Self::token_of).collect())
+    }
+
+    /// Revokes a token of `tenant` (an operator token when `None`) by its id. It stops
+    /// working on this node at once, on other nodes within [`TOKEN_MEMORY`].
+    pub async fn revoke_token(&self, tenant: Option<&str>, id: &str) -> Result<(), PlinthError> {
+        let valid = id.len() == TOKEN_ID_LEN
+            && id
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c));
+        if !valid {
+            return Err(not_found(format!("no token {id}")));
+        }
+        let deleted = match tenant {
+            Some(tenant) => {
+                self.store
+                    .execute(
+                        "DELETE FROM tokens WHERE substr(hash, 1, 16) = $1 AND tenant = $2",
+                        vec![id.into(), tenant.into()],
+                    )
+                    .await?
+            }
+            None => {
+                self.store
+                    .execute(
+                        "DELETE FROM tokens WHERE substr(hash, 1, 16) = $1 AND tenant IS NULL",
+                        vec![id.into()],
+                    )
+                    .await?
+            }
+        };
+        if deleted == 0 {
+            return Err(not_found(format!("no token {id}")));
+        }
+        self.forget_tokens(|p| p.token_id == id);
+        Ok(())
+    }
+
+    /// Drops remembered lookups of the tokens `which` matches, so they are looked up
+    /// again (and found gone) at their next use on this node.
+    fn forget_tokens(&self, which: impl Fn(&Principal) -> bool) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, principal)| !principal.as_ref().is_some_and(&which));
     }
 
     // ---- components ----------------------------------------------------------------

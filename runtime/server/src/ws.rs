@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::stream::SplitSink;
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use plinth_host::{ErrorCode, PlinthError};
 use serde::Deserialize;
@@ -36,6 +36,10 @@ use crate::registry::{Principal, Role};
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 /// Close code for a connection that sent too many messages.
 pub const CLOSE_RATE_LIMITED: u16 = 4029;
+/// Close code for a connection whose token was revoked or whose tenant was deleted.
+pub const CLOSE_REVOKED: u16 = 4401;
+/// Close code for a client message over `max_message_bytes` (RFC 6455: message too big).
+pub const CLOSE_TOO_BIG: u16 = 1009;
 /// How long the farewell to a closed connection may take before the socket is dropped.
 const FAREWELL: Duration = Duration::from_secs(5);
 
@@ -44,9 +48,19 @@ struct Connection {
     queue: mpsc::Sender<Utf8Bytes>,
     overflowed: AtomicBool,
     dropped: AtomicU64,
-    /// Why the writer must say goodbye and close: (close code, reason, farewell JSON).
-    closing: Mutex<Option<(u16, &'static str, serde_json::Value)>>,
+    /// Why the writer must say goodbye and close.
+    closing: Mutex<Option<Farewell>>,
     wake: Notify,
+}
+
+/// How a connection is closed: a last JSON notice, then a close frame.
+struct Farewell {
+    code: u16,
+    reason: &'static str,
+    notice: serde_json::Value,
+    /// Send what is queued first: replies to messages the server accepted are owed to
+    /// the client. A slow consumer's queue is dropped instead (it would not be read).
+    after_queue: bool,
 }
 
 impl Connection {
@@ -70,6 +84,7 @@ impl Connection {
                     .fetch_add(1, Ordering::Relaxed);
                 self.close_with(
                     CLOSE_SLOW_CONSUMER,
+                    false,
                     "slow consumer",
                     json!({
                         "type": "slow_consumer",
@@ -80,13 +95,34 @@ impl Connection {
         }
     }
 
-    /// Asks the writer to send `farewell`, then a close frame, then stop.
-    fn close_with(&self, code: u16, reason: &'static str, farewell: serde_json::Value) {
+    /// Asks the writer to send `notice` (after the queue when `after_queue`), then a
+    /// close frame, then stop.
+    fn close_with(
+        &self,
+        code: u16,
+        after_queue: bool,
+        reason: &'static str,
+        notice: serde_json::Value,
+    ) {
         let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
         if closing.is_none() {
-            *closing = Some((code, reason, farewell));
+            *closing = Some(Farewell {
+                code,
+                reason,
+                notice,
+                after_queue,
+            });
             self.wake.notify_one();
         }
+    }
+
+    /// Whether the closing asked for must not wait for the message being sent.
+    fn interrupts(&self) -> bool {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|f| !f.after_queue)
     }
 }
 
@@ -95,14 +131,102 @@ struct Relay {
     task: JoinHandle<()>,
 }
 
-/// The node's subscriptions: one relay per (tenant, topic).
+/// A socket open on this node: whom it acts for, so it can be counted and closed.
+struct OpenSocket {
+    token_id: String,
+    tenant: Option<String>,
+    /// Set once the upgrade completes; a seat is taken before it.
+    connection: Option<Arc<Connection>>,
+}
+
+/// The node's subscriptions: one relay per (tenant, topic), shared by every local
+/// subscriber of that topic; and its open sockets.
 #[derive(Default)]
 pub struct Hub {
-    relays: Mutex<HashMap<(String, String), Relay>>,
+    /// Relays by tenant, then topic.
+    relays: Mutex<HashMap<String, HashMap<String, Relay>>>,
+    sockets: Mutex<HashMap<u64, OpenSocket>>,
     next_id: AtomicU64,
 }
 
+/// A socket's place on this node, taken before the upgrade so that sockets racing
+/// each other cannot pass the caps together; given back when dropped.
+pub struct Seat {
+    app: Arc<App>,
+    id: u64,
+}
+
+impl Drop for Seat {
+    fn drop(&mut self) {
+        self.app
+            .hub
+            .sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.id);
+    }
+}
+
 impl Hub {
+    /// A seat for a socket of `principal`, unless its token or tenant holds as many
+    /// sockets as `websocket.max_sockets_per_token` / `max_sockets_per_tenant` allow.
+    pub fn seat(app: &Arc<App>, principal: &Principal) -> Result<Seat, PlinthError> {
+        let settings = &app.config.websocket;
+        let hub = &app.hub;
+        let mut sockets = hub.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut of_token, mut of_tenant) = (0, 0);
+        for socket in sockets.values() {
+            of_token += usize::from(socket.token_id == principal.token_id);
+            of_tenant +=
+                usize::from(principal.tenant.is_some() && socket.tenant == principal.tenant);
+        }
+        let refused = if of_token >= settings.max_sockets_per_token {
+            Some(format!(
+                "this token has {of_token} sockets open on this node, the most it may \
+                 (websocket.max_sockets_per_token)"
+            ))
+        } else if principal.tenant.is_some() && of_tenant >= settings.max_sockets_per_tenant {
+            Some(format!(
+                "this tenant has {of_tenant} sockets open on this node, the most it may \
+                 (websocket.max_sockets_per_tenant)"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = refused {
+            return Err(PlinthError::new(ErrorCode::QuotaExceeded, message));
+        }
+        let id = hub.next_id.fetch_add(1, Ordering::Relaxed);
+        sockets.insert(
+            id,
+            OpenSocket {
+                token_id: principal.token_id.clone(),
+                tenant: principal.tenant.clone(),
+                connection: None,
+            },
+        );
+        Ok(Seat {
+            app: app.clone(),
+            id,
+        })
+    }
+
+    fn attach(&self, seat: &Seat, connection: Arc<Connection>) {
+        if let Some(socket) = self
+            .sockets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&seat.id)
+        {
+            socket.connection = Some(connection);
+        }
+    }
+
+    /// Sockets open on this node.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     fn join(
         &self,
         app: &Arc<App>,
@@ -110,39 +234,103 @@ impl Hub {
         topic: &str,
         id: u64,
         connection: Arc<Connection>,
-    ) {
+    ) -> Result<(), PlinthError> {
         let mut relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (tenant.to_owned(), topic.to_owned());
-        let relay = relays.entry(key.clone()).or_insert_with(|| Relay {
-            connections: HashMap::new(),
-            task: tokio::spawn(relay(app.clone(), key.0.clone(), key.1.clone())),
-        });
-        relay.connections.insert(id, connection);
+        let topics = relays.entry(tenant.to_owned()).or_default();
+        if let Some(relay) = topics.get_mut(topic) {
+            relay.connections.insert(id, connection);
+            return Ok(());
+        }
+        let max = app.config.websocket.max_topics_per_tenant;
+        if topics.len() >= max {
+            return Err(PlinthError::new(
+                ErrorCode::QuotaExceeded,
+                format!(
+                    "this node relays {max} topics of this tenant already, the most it may \
+                     (websocket.max_topics_per_tenant)"
+                ),
+            ));
+        }
+        topics.insert(
+            topic.to_owned(),
+            Relay {
+                connections: HashMap::from([(id, connection)]),
+                task: tokio::spawn(relay(app.clone(), tenant.to_owned(), topic.to_owned())),
+            },
+        );
+        Ok(())
     }
 
     fn leave(&self, tenant: &str, topic: &str, id: u64) {
         let mut relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (tenant.to_owned(), topic.to_owned());
-        if let Some(relay) = relays.get_mut(&key) {
+        let Some(topics) = relays.get_mut(tenant) else {
+            return;
+        };
+        if let Some(relay) = topics.get_mut(topic) {
             relay.connections.remove(&id);
             if relay.connections.is_empty() {
                 relay.task.abort();
-                relays.remove(&key);
+                topics.remove(topic);
             }
+        }
+        if topics.is_empty() {
+            relays.remove(tenant);
         }
     }
 
     fn targets(&self, tenant: &str, topic: &str) -> Vec<Arc<Connection>> {
         let relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
         relays
-            .get(&(tenant.to_owned(), topic.to_owned()))
+            .get(tenant)
+            .and_then(|topics| topics.get(topic))
             .map(|r| r.connections.values().cloned().collect())
             .unwrap_or_default()
     }
 
     /// Relays running on this node (one per subscribed tenant topic).
     pub fn relay_count(&self) -> usize {
-        self.relays.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(HashMap::len)
+            .sum()
+    }
+
+    /// Closes the sockets `which` matches with [`CLOSE_REVOKED`].
+    fn revoke(&self, which: impl Fn(&OpenSocket) -> bool, why: &str) {
+        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        for socket in sockets.values().filter(|s| which(s)) {
+            if let Some(connection) = &socket.connection {
+                connection.close_with(
+                    CLOSE_REVOKED,
+                    false,
+                    "revoked",
+                    json!({"type": "error", "code": ErrorCode::Unauthenticated, "message": why}),
+                );
+            }
+        }
+    }
+
+    /// Closes this node's sockets of a revoked token.
+    pub fn revoke_token(&self, token_id: &str) {
+        self.revoke(|s| s.token_id == token_id, "this token was revoked");
+    }
+
+    /// Stops relaying a deleted tenant's topics and closes its sockets on this node.
+    pub fn drop_tenant(&self, tenant: &str) {
+        let dropped = self
+            .relays
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(tenant);
+        for relay in dropped.into_iter().flat_map(HashMap::into_values) {
+            relay.task.abort();
+        }
+        self.revoke(
+            |s| s.tenant.as_deref() == Some(tenant),
+            "this token's tenant was deleted",
+        );
     }
 }
 
@@ -246,10 +434,16 @@ async fn check_topic(
     exists.map(|()| tenant)
 }
 
-/// Sends the reason a connection is closed, then the close frame, waiting at most
-/// [`FAREWELL`]: a slow consumer's socket may not take even this.
-async fn farewell(sink: &mut SplitSink<WebSocket, Message>, connection: &Connection) {
-    let Some((code, reason, mut farewell)) = connection
+/// Sends the reason a connection is closed (after what is queued, when the closing
+/// asks for it), then the close frame, waiting at most [`FAREWELL`]: a slow consumer's
+/// socket may not take even this.
+async fn farewell(
+    sink: &mut SplitSink<WebSocket, Message>,
+    outgoing: &mut mpsc::Receiver<Utf8Bytes>,
+    app: &App,
+    connection: &Connection,
+) {
+    let Some(mut farewell) = connection
         .closing
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -257,23 +451,64 @@ async fn farewell(sink: &mut SplitSink<WebSocket, Message>, connection: &Connect
     else {
         return;
     };
-    farewell["dropped"] = connection.dropped.load(Ordering::Relaxed).into();
+    if farewell.code == CLOSE_SLOW_CONSUMER {
+        farewell.notice["dropped"] = connection.dropped.load(Ordering::Relaxed).into();
+    }
     let _ = tokio::time::timeout(FAREWELL, async {
-        sink.send(Message::Text(farewell.to_string().into()))
+        if farewell.after_queue {
+            while let Ok(text) = outgoing.try_recv() {
+                sink.send(Message::Text(text)).await?;
+                app.metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        sink.send(Message::Text(farewell.notice.to_string().into()))
             .await?;
         sink.send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
+            code: farewell.code,
+            reason: farewell.reason.into(),
         })))
         .await
     })
     .await;
 }
 
-/// Serves one upgraded connection until it closes.
-pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
+/// Whether a read failed because the client's message is over the size limit.
+fn too_big(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
+}
+
+/// Reads what the client still sends after the server's close frame, until its own
+/// close frame, the end of the stream or [`FAREWELL`]. Closing a TCP socket with unread
+/// data makes the kernel reset the connection, and a reset can destroy the close frame
+/// before the client reads it: draining first lets the close code arrive.
+async fn linger(stream: &mut SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(FAREWELL, async {
+        let mut errors = 0;
+        while let Some(next) = stream.next().await {
+            match next {
+                Ok(Message::Close(_)) => return,
+                Ok(_) => {}
+                // After an oversized frame the rest of it reads as garbage: skip it,
+                // but not forever.
+                Err(_) => {
+                    errors += 1;
+                    if errors > 64 {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// Serves one upgraded connection until it closes. `seat` is its place under the
+/// socket caps, held until it ends.
+pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket, seat: Seat) {
     let settings = app.config.websocket.clone();
-    let id = app.hub.next_id.fetch_add(1, Ordering::Relaxed);
+    let id = seat.id;
     let (queue, mut outgoing) = mpsc::channel::<Utf8Bytes>(settings.queue_messages);
     let connection = Arc::new(Connection {
         queue,
@@ -282,12 +517,14 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
         closing: Mutex::new(None),
         wake: Notify::new(),
     });
+    app.hub.attach(&seat, connection.clone());
     app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let subscriptions: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let last_heard = Arc::new(Mutex::new(Instant::now()));
 
-    // Reads client messages: subscriptions, pings, the rate limit.
+    // Reads client messages: subscriptions, pings, the rate limit. Ends with whether the
+    // server is closing the connection, and hands the stream back for the lingering.
     let reader = {
         let (app, connection, subscriptions, last_heard) = (
             app.clone(),
@@ -299,10 +536,29 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
             let rate = f64::from(settings.messages_per_second);
             let mut tokens = rate * 2.0;
             let mut refilled = Instant::now();
-            while let Some(Ok(message)) = stream.next().await {
+            while let Some(next) = stream.next().await {
+                let message = match next {
+                    Ok(message) => message,
+                    Err(e) if too_big(&e) => {
+                        connection.close_with(
+                            CLOSE_TOO_BIG,
+                            true,
+                            "message too big",
+                            json!({
+                                "type": "error",
+                                "code": ErrorCode::PayloadTooLarge,
+                                "message": format!(
+                                    "messages are at most {} bytes; closing", settings.max_message_bytes
+                                ),
+                            }),
+                        );
+                        return (true, stream);
+                    }
+                    Err(_) => return (false, stream),
+                };
                 *last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
                 if let Message::Close(_) = message {
-                    return false;
+                    return (false, stream);
                 }
                 // Every frame counts against the rate, whatever its kind.
                 tokens = (tokens + refilled.elapsed().as_secs_f64() * rate).min(rate * 2.0);
@@ -310,6 +566,7 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                 if tokens < 1.0 {
                     connection.close_with(
                         CLOSE_RATE_LIMITED,
+                        true,
                         "rate limited",
                         json!({
                             "type": "error",
@@ -319,7 +576,7 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                             ),
                         }),
                     );
-                    return true;
+                    return (true, stream);
                 }
                 tokens -= 1.0;
                 let text = match message {
@@ -348,9 +605,12 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                             Ok(tenant) => {
                                 let mut subscribed =
                                     subscriptions.lock().unwrap_or_else(|p| p.into_inner());
-                                if subscribed.len() >= settings.max_subscriptions
-                                    && !subscribed.contains(&(tenant.clone(), topic.clone()))
-                                {
+                                let key = (tenant.clone(), topic.clone());
+                                if subscribed.contains(&key) {
+                                    Utf8Bytes::from(
+                                        json!({"type": "subscribed", "topic": topic}).to_string(),
+                                    )
+                                } else if subscribed.len() >= settings.max_subscriptions {
                                     error_text(&PlinthError::new(
                                         ErrorCode::QuotaExceeded,
                                         format!(
@@ -359,11 +619,22 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                                         ),
                                     ))
                                 } else {
-                                    subscribed.insert((tenant.clone(), topic.clone()));
-                                    app.hub.join(&app, &tenant, &topic, id, connection.clone());
-                                    Utf8Bytes::from(
-                                        json!({"type": "subscribed", "topic": topic}).to_string(),
-                                    )
+                                    match app.hub.join(
+                                        &app,
+                                        &tenant,
+                                        &topic,
+                                        id,
+                                        connection.clone(),
+                                    ) {
+                                        Ok(()) => {
+                                            subscribed.insert(key);
+                                            Utf8Bytes::from(
+                                                json!({"type": "subscribed", "topic": topic})
+                                                    .to_string(),
+                                            )
+                                        }
+                                        Err(e) => error_text(&e),
+                                    }
                                 }
                             }
                         }
@@ -380,11 +651,11 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                 };
                 connection.offer(&app, reply);
             }
-            false
+            (false, stream)
         }
     };
 
-    // Writes queued messages and heartbeats; says goodbye to a slow consumer.
+    // Writes queued messages and heartbeats; says goodbye when the connection is closed.
     let writer = {
         let (app, connection, last_heard) = (app.clone(), connection.clone(), last_heard.clone());
         async move {
@@ -394,24 +665,41 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
                 tokio::select! {
                     biased;
                     _ = connection.wake.notified() => {
-                        farewell(&mut sink, &connection).await;
+                        farewell(&mut sink, &mut outgoing, &app, &connection).await;
                         return;
                     }
                     next = outgoing.recv() => {
                         let Some(text) = next else { return };
                         // A send blocks while the client does not read; being told to
-                        // close must not wait behind it.
-                        tokio::select! {
-                            sent = sink.send(Message::Text(text)) => {
-                                if sent.is_err() {
-                                    return;
+                        // close must not wait behind it, unless the closing waits for
+                        // the queue anyway (then this message is finished first: a send
+                        // dropped halfway may lose it).
+                        let (sent, woken) = {
+                            let mut send = std::pin::pin!(sink.send(Message::Text(text)));
+                            let mut woken = false;
+                            let sent = loop {
+                                tokio::select! {
+                                    sent = &mut send => break Some(sent),
+                                    _ = connection.wake.notified(), if !woken => {
+                                        woken = true;
+                                        if connection.interrupts() {
+                                            break None;
+                                        }
+                                    }
                                 }
+                            };
+                            (sent, woken)
+                        };
+                        match sent {
+                            Some(Ok(())) => {
                                 app.metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
                             }
-                            _ = connection.wake.notified() => {
-                                farewell(&mut sink, &connection).await;
-                                return;
-                            }
+                            Some(Err(_)) => return,
+                            None => {}
+                        }
+                        if woken {
+                            farewell(&mut sink, &mut outgoing, &app, &connection).await;
+                            return;
                         }
                     }
                     _ = heartbeat.tick() => {
@@ -431,10 +719,13 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
 
     let mut writer = tokio::spawn(writer);
     tokio::select! {
-        closing = reader => {
+        (closing, mut stream) = reader => {
             if closing {
-                // The writer says why and closes; it gets a bounded time for that.
-                let _ = tokio::time::timeout(FAREWELL * 2, &mut writer).await;
+                // The writer says why and closes; it gets a bounded time for that. Then
+                // the client's last frames are read so the close frame is not reset away.
+                if tokio::time::timeout(FAREWELL * 2, &mut writer).await.is_ok() {
+                    linger(&mut stream).await;
+                }
             }
             writer.abort();
         }
@@ -448,4 +739,5 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket) {
         app.hub.leave(&tenant, &topic, id);
     }
     app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    drop(seat);
 }

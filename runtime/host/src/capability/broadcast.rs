@@ -18,8 +18,12 @@ use crate::state::{CapView, Publication};
 /// Longest topic name a guest may use, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 100;
 
-/// Messages a slow subscriber may fall behind before it misses some.
-const HUB_CAPACITY: usize = 1_024;
+/// Messages a slow subscriber may fall behind before it misses some. Each topic with a
+/// subscriber allocates this many slots up front, whether anything is published or not;
+/// the server's relay (the only subscriber per topic on a node) never waits while
+/// forwarding, so it needs little slack, and a relay that falls behind tells its clients
+/// to resync.
+const HUB_CAPACITY: usize = 256;
 
 /// One delivered message.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +50,10 @@ pub trait BroadcastBackend: Send + Sync {
     fn local_only_deliveries(&self) -> u64 {
         0
     }
+
+    /// Closes every topic of `tenant` on this node: the tenant is being deleted. Its
+    /// subscribers' receivers end (`RecvError::Closed`).
+    fn drop_tenant(&self, tenant: &str);
 }
 
 /// The embedded hub: one channel per (tenant, topic) in this process.
@@ -92,6 +100,13 @@ impl BroadcastBackend for InProcessHub {
 
     fn subscribe(&self, tenant: &str, topic: &str) -> broadcast::Receiver<Message> {
         self.sender(tenant, topic).subscribe()
+    }
+
+    fn drop_tenant(&self, tenant: &str) {
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(owner, _), _| owner != tenant);
     }
 }
 

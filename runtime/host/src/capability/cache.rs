@@ -56,6 +56,11 @@ pub trait CacheBackend: Send + Sync {
     fn fallback_calls(&self) -> u64 {
         0
     }
+
+    /// Removes every key of `tenant`: the tenant is being deleted.
+    async fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
+        self.invalidate_prefix(tenant, "").await.map(|_| ())
+    }
 }
 
 struct Entry {
@@ -243,6 +248,15 @@ impl CacheBackend for InProcessCache {
             cache.insert(key, entry, now)?;
             Ok(next)
         })
+    }
+
+    async fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
+        // The whole map goes, counters and byte accounting with it.
+        self.tenants
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(tenant);
+        Ok(())
     }
 
     async fn invalidate_prefix(&self, tenant: &str, prefix: &str) -> Result<u64, BackendError> {

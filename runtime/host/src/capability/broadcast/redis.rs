@@ -162,4 +162,10 @@ impl BroadcastBackend for RedisHub {
         self.start_listener();
         self.local.subscribe(tenant, topic)
     }
+
+    /// Redis keeps nothing per topic (pub/sub is fire and forget): only this node's
+    /// hub has something to close.
+    fn drop_tenant(&self, tenant: &str) {
+        self.local.drop_tenant(tenant);
+    }
 }

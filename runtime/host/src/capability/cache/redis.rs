@@ -178,6 +178,31 @@ impl CacheBackend for RedisCache {
         RedisCache::fallback_calls(self)
     }
 
+    /// Unlike a guest's calls, this does not fall back: keys left in Redis would
+    /// outlive the tenant, so an unreachable Redis is an error the caller reports.
+    async fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
+        self.fallback.drop_tenant(tenant).await?;
+        let pattern = format!("{}*", key(tenant, ""));
+        let bookkeeping = [stats_key(tenant), top_key(tenant)];
+        let dropped = self
+            .on_redis(|mut c| async move {
+                let keys = Self::scan(&mut c, &pattern, usize::MAX).await?;
+                for batch in keys.chunks(500).chain([&bookkeeping[..]]) {
+                    redis::cmd("UNLINK")
+                        .arg(batch)
+                        .query_async::<u64>(&mut c)
+                        .await?;
+                }
+                Ok(())
+            })
+            .await?;
+        dropped.ok_or_else(|| {
+            BackendError::Unavailable(format!(
+                "cache: redis unreachable; the keys of tenant {tenant} are still there"
+            ))
+        })
+    }
+
     async fn get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>, BackendError> {
         let keys = [key(tenant, name), stats_key(tenant), top_key(tenant)];
         let found = self
