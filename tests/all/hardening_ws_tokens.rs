@@ -388,6 +388,16 @@ async fn tenant_deletion(server: TestServer) {
         .execute(&tenant, "CREATE TABLE kept (x INTEGER)", vec![], bounds())
         .await
         .unwrap();
+    let scope = plinth_host::Scope {
+        tenant: tenant.clone(),
+        installation: "ticker".into(),
+    };
+    let line = plinth_host::LogLine {
+        level: "info",
+        message: "kept".into(),
+    };
+    backends.log.append(&scope, &[line]);
+    assert_eq!(backends.log.recent(&scope, 10).len(), 1);
     let mut socket = server.socket(&viewer).await;
     send_ws(&mut socket, json!({"type": "subscribe", "topic": "alerts"})).await;
     assert_eq!(
@@ -441,6 +451,7 @@ async fn tenant_deletion(server: TestServer) {
     assert_eq!(status, 404);
     assert_eq!(backends.cache.get(&tenant, "kept").await.unwrap(), None);
     assert!(app.recent_receipts(&tenant, "ticker").is_empty());
+    assert!(backends.log.recent(&scope, 10).is_empty());
 
     // Its schedule stopped: a tick already running may still end, then none starts in
     // five of its intervals.

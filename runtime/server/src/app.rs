@@ -710,6 +710,7 @@ impl App {
         self.hub.drop_tenant(tenant);
         let backends = self.backends();
         backends.broadcast.drop_tenant(tenant);
+        backends.log.drop_tenant(tenant);
         let unavailable = |what: &str, e: plinth_host::capability::BackendError| {
             PlinthError::new(
                 ErrorCode::Unavailable,

@@ -52,6 +52,14 @@ impl LogRing {
         }
     }
 
+    /// Forgets every line of a tenant's installations: offboarding.
+    pub fn drop_tenant(&self, tenant: &str) {
+        self.lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|scope, _| scope.tenant != tenant);
+    }
+
     /// The most recent lines of an installation, oldest first.
     pub fn recent(&self, scope: &Scope, limit: usize) -> Vec<StoredLine> {
         let all = self.lines.lock().unwrap_or_else(|p| p.into_inner());
