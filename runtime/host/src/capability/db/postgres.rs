@@ -18,7 +18,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{DbBackend, DbRows, DbValue, StatementBounds, admit};
+use super::{DbBackend, DbRows, DbValue, StatementBounds, admit, plain_tenant};
 use crate::capability::BackendError;
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
@@ -72,6 +72,12 @@ BEGIN
       AND (p.proname LIKE 'pg\_stat\_get\_%'
            OR p.proname IN ('pg_get_viewdef', 'pg_get_functiondef', 'pg_get_triggerdef',
                             'pg_get_indexdef', 'pg_get_ruledef', 'pg_get_constraintdef',
+                            'pg_get_partition_constraintdef', 'pg_get_partkeydef',
+                            'pg_get_statisticsobjdef', 'pg_get_statisticsobjdef_columns',
+                            'pg_get_function_arguments', 'pg_get_function_result',
+                            'pg_get_function_identity_arguments', 'pg_get_serial_sequence',
+                            'pg_describe_object', 'pg_identify_object',
+                            'pg_identify_object_as_address', 'pg_lock_status',
                             'pg_get_userbyid', 'pg_relation_size', 'pg_table_size',
                             'pg_total_relation_size', 'pg_indexes_size',
                             'pg_relation_filepath', 'pg_relation_filenode'))
@@ -217,6 +223,8 @@ impl PostgresDb {
 
     /// Removes a tenant's schema (with everything in it) and role: offboarding.
     pub async fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
+        // The names go into SQL unquoted: plain identifiers only.
+        plain_tenant(tenant)?;
         // Closing the tenant's connection first: a role with a session cannot be dropped.
         self.tenants.lock().await.remove(tenant);
         let (role, schema) = tenant_names(tenant);
@@ -236,6 +244,7 @@ impl PostgresDb {
     }
 
     async fn tenant(&self, tenant: &str) -> Result<Arc<TenantConnection>, BackendError> {
+        plain_tenant(tenant)?;
         let mut tenants = self.tenants.lock().await;
         // Never wait on a tenant's connection while holding the map: a long statement of
         // one tenant would block every other tenant's lookup. A connection in use is open.

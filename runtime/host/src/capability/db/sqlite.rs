@@ -28,7 +28,7 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
 
 use super::statement_budget::{self, Spent, StatementBudget};
-use super::{DbBackend, DbRows, DbValue, StatementBounds, admit};
+use super::{DbBackend, DbRows, DbValue, StatementBounds, admit, plain_tenant};
 use crate::capability::BackendError;
 use crate::error::{ErrorCode, PlinthError};
 
@@ -411,6 +411,7 @@ impl SqliteDb {
     /// Removes a tenant's database file (with its WAL): offboarding. The connection is
     /// closed first; a statement in progress finishes on the unlinked file.
     pub fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
+        plain_tenant(tenant)?;
         self.tenants
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -437,8 +438,9 @@ impl SqliteDb {
         if let Some(found) = tenants.get(tenant) {
             return Ok(found.clone());
         }
+        plain_tenant(tenant)?;
         let path = self.path(tenant);
-        let existed = path.exists();
+        restrict_permissions(&path)?;
         let connection = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -446,9 +448,6 @@ impl SqliteDb {
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(unavailable)?;
-        if !existed {
-            restrict_permissions(&path);
-        }
         let watch = Arc::new(StatementWatch {
             deadline_ms: AtomicU64::new(u64::MAX),
             resolutions: AtomicU32::new(0),
@@ -482,9 +481,9 @@ impl SqliteDb {
             let spent = budget.finish();
             tenant.watch.end();
             result.map_err(|error| match spent {
-                Some(Spent::Time) => BackendError::Timeout(
-                    "the statement ran past the call's deadline while it was prepared".into(),
-                ),
+                Some(Spent::Time) => {
+                    BackendError::Timeout("the statement ran past the call's deadline".into())
+                }
                 Some(Spent::Memory) => BackendError::QuotaExceeded(format!(
                     "the statement needs more than {} MiB of memory",
                     statement_budget::STATEMENT_HEAP >> 20
@@ -501,15 +500,26 @@ fn unavailable(e: rusqlite::Error) -> BackendError {
     BackendError::Unavailable(format!("tenant database: {e}"))
 }
 
-/// Data files are the tenant's: readable by the host's user only.
-fn restrict_permissions(path: &Path) {
+/// Data files are the tenant's: readable by the host's user only. The file is created
+/// 0600 before SQLite opens it (SQLite's `-wal` and `-shm` files take its mode), and a
+/// file from an earlier version is tightened.
+fn restrict_permissions(path: &Path) -> Result<(), BackendError> {
+    let failed = |e: std::io::Error| {
+        BackendError::Unavailable(format!("tenant database {}: {e}", path.display()))
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        if let Err(error) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
-            tracing::warn!(%error, path = %path.display(), "cannot restrict a database file");
-        }
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        let file = options.open(path).map_err(failed)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(failed)?;
     }
+    #[cfg(not(unix))]
+    options.open(path).map_err(failed)?;
+    Ok(())
 }
 
 /// Sets a fresh tenant connection's configuration, limits, authorizer and progress
@@ -540,6 +550,11 @@ fn confine(connection: &Connection, watch: Arc<StatementWatch>) -> Result<(), Ba
         .map_err(unavailable)?;
     connection
         .pragma_update(None, "cache_size", -CACHE_KIB)
+        .map_err(unavailable)?;
+    // Temporary b-trees (sorts, DISTINCT, GROUP BY, materialized subqueries) in memory,
+    // where the statement budget counts them, not in files in the host's temp dir.
+    connection
+        .pragma_update(None, "temp_store", "MEMORY")
         .map_err(unavailable)?;
     for (limit, value) in [
         (Limit::SQLITE_LIMIT_ATTACHED, 0),

@@ -23,9 +23,9 @@ use std::time::Instant;
 
 use rusqlite::ffi;
 
-/// Net bytes one tenant statement may have allocated in SQLite at any moment. Widget
-/// statements need a few MiB (the page cache is counted apart, and sorts spill to disk);
-/// a runaway one is stopped here, and what it built is freed quickly.
+/// Net bytes one tenant statement may have allocated in SQLite at any moment, its
+/// connection's page cache (1 MiB) and temporary b-trees included. Widget statements
+/// need a few MiB; a runaway one is stopped here, and what it built is freed quickly.
 pub const STATEMENT_HEAP: i64 = 64 << 20;
 
 /// The clock is read once per this many allocations.
