@@ -595,9 +595,16 @@ async fn sockets_over_the_caps_are_refused() {
 /// One viewer token tries 50 sockets with 64 topics nobody publishes each (3 200
 /// subscriptions, which used to pin a relay and a 1 024-message channel each): sockets
 /// over the token's cap are refused, topics over the tenant's cap too, subscribers of a
-/// topic share one relay, and the process's memory stays bounded.
+/// topic share one relay, and the process's memory stays bounded (measured in a process
+/// of its own, where no other test's memory counts).
+#[test]
+fn many_subscriptions_keep_server_memory_bounded() {
+    plinth_tests::run_alone("hardening_ws_tokens::many_subscriptions_alone");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn many_subscriptions_keep_server_memory_bounded() {
+#[ignore = "run alone in its own process by many_subscriptions_keep_server_memory_bounded"]
+async fn many_subscriptions_alone() {
     let server = TestServer::start(|c| c.websocket.messages_per_second = 10_000).await;
     let app = server.server().app.clone();
     let settings = app.config.websocket.clone();
@@ -749,4 +756,320 @@ async fn a_flood_gets_every_accepted_reply_then_4029() {
     let metrics = &server.server().app.metrics;
     assert_eq!(metrics.ws_slow_consumers.load(Ordering::Relaxed), 0);
     server.stop().await;
+}
+
+// ---- tokens reach open sockets on every node ----------------------------------------
+
+/// Two nodes share the PostgreSQL registry. Sockets open on node two are closed with
+/// 4401 within TOKEN_MEMORY when their token is revoked, or their tenant deleted, on
+/// node one: nothing tells node two but its sockets' own re-checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sockets_on_another_node_close_within_the_bound_when_their_token_stops() {
+    let schema = unique_schema();
+    let one = TestServer::start(|c| real_services(c, &schema)).await;
+    let two = TestServer::start(|c| real_services(c, &schema)).await;
+    let (tenant, doomed) = unique_tenants();
+    let (admin, viewer) = one.tenant(&tenant).await;
+    let (_, doomed_viewer) = one.tenant(&doomed).await;
+    let (status, me) = two.get("/api/v1/me", &viewer).await;
+    assert_eq!(status, 200, "{me}");
+    let id = me["token_id"].as_str().unwrap().to_owned();
+
+    let mut revoked = two.socket(&viewer).await;
+    let mut orphaned = two.socket(&doomed_viewer).await;
+    for socket in [&mut revoked, &mut orphaned] {
+        send_ws(socket, json!({"type": "ping"})).await;
+        assert_eq!(
+            next_json(socket, Duration::from_secs(5)).await["type"],
+            "pong"
+        );
+    }
+
+    let (status, body) = one
+        .send(
+            "DELETE",
+            &format!("/api/v1/tenants/{tenant}/tokens/{id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = one
+        .send(
+            "DELETE",
+            &format!("/api/v1/tenants/{doomed}"),
+            Some(&one.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let stopped = Instant::now();
+
+    // Polled up to 15 s so a failure says what happened; the bound is asserted after.
+    for (what, socket) in [("revoked", &mut revoked), ("orphaned", &mut orphaned)] {
+        let (received, code) = until_close(socket, Duration::from_secs(15)).await;
+        assert_eq!(
+            code,
+            Some(plinth_server::ws::CLOSE_REVOKED),
+            "{what}: {received:?}"
+        );
+        assert_eq!(
+            received.last().map(|m| m["code"].clone()),
+            Some(json!("UNAUTHENTICATED")),
+            "{what}: {received:?}"
+        );
+    }
+    let took = stopped.elapsed();
+    assert!(took <= TOKEN_MEMORY + Duration::from_secs(2), "{took:?}");
+    one.stop().await;
+    two.stop().await;
+}
+
+/// A socket opened with a token that expires is closed with 4401 once it has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_socket_closes_when_its_token_expires() {
+    let server = TestServer::start(embedded).await;
+    let (tenant, _) = unique_tenants();
+    server.tenant(&tenant).await;
+    let (status, made) = server
+        .token(&tenant, "viewer", json!({"expires_in_s": 1}))
+        .await;
+    assert_eq!(status, 201, "{made}");
+    let expires = made["expires_ms"].as_i64().unwrap();
+    let mut socket = server.socket(made["token"].as_str().unwrap()).await;
+    send_ws(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).await["type"],
+        "pong"
+    );
+    let (received, code) = until_close(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(plinth_server::ws::CLOSE_REVOKED), "{received:?}");
+    assert!(now_ms() >= expires, "closed before the token expired");
+    assert!(
+        received
+            .last()
+            .and_then(|m| m["message"].as_str())
+            .is_some_and(|m| m.contains("expired")),
+        "{received:?}"
+    );
+    server.stop().await;
+}
+
+// ---- operator tokens ----------------------------------------------------------------
+
+/// Operator tokens are listed without secrets and revoked by id, by operators only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn operator_tokens_are_listed_and_revoked_by_operators() {
+    let server = TestServer::start(embedded).await;
+    let second = server
+        .server()
+        .app
+        .registry
+        .create_token(None, plinth_server::Role::Operator, "second operator")
+        .await
+        .unwrap();
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    let (_, me) = server.get("/api/v1/me", &admin).await;
+    let admin_id = me["token_id"].as_str().unwrap().to_owned();
+
+    let (status, listed) = server.get("/api/v1/tokens", &server.operator).await;
+    assert_eq!(status, 200, "{listed}");
+    assert!(!listed.to_string().contains("plt_"), "a secret: {listed}");
+    let tokens = listed["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{listed}");
+    assert!(tokens.iter().all(|t| t["role"] == "operator"
+        && t["tenant"].is_null()
+        && t.get("token").is_none()
+        && t.get("hash").is_none()));
+    let id = tokens
+        .iter()
+        .find(|t| t["label"] == "second operator")
+        .and_then(|t| t["id"].as_str())
+        .unwrap()
+        .to_owned();
+
+    // Tenant tokens neither list nor revoke operator tokens.
+    for token in [&admin, &viewer] {
+        let (status, body) = server.get("/api/v1/tokens", token).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("FORBIDDEN")));
+        let (status, body) = server
+            .send("DELETE", &format!("/api/v1/tokens/{id}"), Some(token), None)
+            .await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("FORBIDDEN")));
+    }
+    // This route revokes operator tokens only.
+    let (status, body) = server
+        .send(
+            "DELETE",
+            &format!("/api/v1/tokens/{admin_id}"),
+            Some(&server.operator),
+            None,
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert_eq!(server.get("/api/v1/me", &admin).await.0, 200);
+
+    let mut socket = server.socket(&second).await;
+    assert_eq!(server.get("/api/v1/tenants", &second).await.0, 200);
+    let (status, body) = server
+        .send(
+            "DELETE",
+            &format!("/api/v1/tokens/{id}"),
+            Some(&server.operator),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = server.get("/api/v1/tenants", &second).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+    let (_, code) = until_close(&mut socket, Duration::from_secs(10)).await;
+    assert_eq!(code, Some(plinth_server::ws::CLOSE_REVOKED));
+    let (_, listed) = server.get("/api/v1/tokens", &server.operator).await;
+    assert_eq!(listed["tokens"].as_array().unwrap().len(), 1, "{listed}");
+    for gone in [id.as_str(), "0123456789abcdef", "nonsense"] {
+        let (status, body) = server
+            .send(
+                "DELETE",
+                &format!("/api/v1/tokens/{gone}"),
+                Some(&server.operator),
+                None,
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (404, Some("NOT_FOUND")),
+            "{gone}"
+        );
+    }
+    server.stop().await;
+}
+
+// ---- token lookups ------------------------------------------------------------------
+
+/// A metadata store that counts the statements run on the `tokens` table.
+struct CountingStore {
+    inner: plinth_server::store::SqliteStore,
+    reads: std::sync::atomic::AtomicUsize,
+    writes: std::sync::atomic::AtomicUsize,
+}
+
+impl CountingStore {
+    fn count(&self, sql: &str) {
+        let sql = sql.trim_start().to_ascii_uppercase();
+        if sql.starts_with("SELECT") && sql.contains("FROM TOKENS") {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+        } else if sql.starts_with("UPDATE TOKENS") {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn counts(&self) -> (usize, usize) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[async_trait::async_trait]
+impl plinth_server::store::MetaStore for CountingStore {
+    async fn query(
+        &self,
+        sql: &str,
+        params: Vec<plinth_server::store::Sql>,
+    ) -> Result<Vec<plinth_server::store::Row>, plinth_host::PlinthError> {
+        self.count(sql);
+        self.inner.query(sql, params).await
+    }
+    async fn execute(
+        &self,
+        sql: &str,
+        params: Vec<plinth_server::store::Sql>,
+    ) -> Result<u64, plinth_host::PlinthError> {
+        self.count(sql);
+        self.inner.execute(sql, params).await
+    }
+    async fn migrate(&self, script: &str) -> Result<(), plinth_host::PlinthError> {
+        self.inner.migrate(script).await
+    }
+    fn blob_type(&self) -> &'static str {
+        self.inner.blob_type()
+    }
+    fn shared(&self) -> bool {
+        self.inner.shared()
+    }
+}
+
+/// Made-up tokens cost the metadata database a read each and never a write, and however
+/// many there are they do not push a working token out of a node's memory; a working
+/// token's `last_used_ms` is written once per TOKEN_MEMORY, not per use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unknown_tokens_neither_write_nor_evict_working_ones() {
+    use plinth_server::registry::{Registry, TOKEN_CACHE_ENTRIES};
+    use plinth_server::store::MetaStore as _;
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(CountingStore {
+        inner: plinth_server::store::SqliteStore::open(&dir.path().join("meta.sqlite3")).unwrap(),
+        reads: Default::default(),
+        writes: Default::default(),
+    });
+    let registry = Registry::open(store.clone()).await.unwrap();
+    let secret = registry
+        .create_token(None, plinth_server::Role::Operator, "working")
+        .await
+        .unwrap();
+
+    let remembered = Instant::now();
+    let before = store.counts();
+    for _ in 0..100 {
+        registry.principal(&secret).await.unwrap();
+    }
+    let after = store.counts();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (1, 1),
+        "a hundred uses: one read, one last_used write"
+    );
+    let listed = registry.tokens(None).await.unwrap();
+    assert!(listed[0].last_used_ms.is_some(), "{listed:?}");
+
+    // More made-up tokens than a node remembers working ones.
+    let made_up: Vec<String> = (0..TOKEN_CACHE_ENTRIES + 1_000)
+        .map(|i| format!("plt_made-up-{i}-{}", now_ms()))
+        .collect();
+    let before = store.counts();
+    for token in &made_up {
+        assert!(registry.authenticate(token).await.unwrap().is_none());
+    }
+    // The latest asked again at once: remembered as unknown, so no read either.
+    for token in made_up.iter().rev().take(100) {
+        assert!(registry.authenticate(token).await.unwrap().is_none());
+    }
+    let after = store.counts();
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (made_up.len(), 0),
+        "made-up tokens: one read each, no write"
+    );
+
+    // The working token is still remembered: its row gone behind the registry's back,
+    // it works without a read until its memory runs out.
+    store
+        .inner
+        .execute("DELETE FROM tokens", vec![])
+        .await
+        .unwrap();
+    let before = store.counts();
+    let answer = registry.principal(&secret).await;
+    let elapsed = remembered.elapsed();
+    assert!(
+        elapsed < TOKEN_MEMORY,
+        "this machine took {elapsed:?} for the flood; the memory ran out, nothing shown"
+    );
+    assert!(answer.is_ok(), "the working token was evicted: {answer:?}");
+    assert_eq!(store.counts(), before, "the working token was read again");
 }

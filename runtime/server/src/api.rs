@@ -172,10 +172,24 @@ async fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Body,
 ) -> ApiResult<T> {
-    let http = &app.config.http;
-    let bytes = read_body(headers, body, http.max_body_bytes, http.body_read_timeout).await?;
+    let bytes = small_body(app, headers, body).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| error(ErrorCode::InvalidRequest, format!("request body: {e}")))
+}
+
+/// A body of at most `http.max_body_bytes`, read once the request is authorized and its
+/// token holds a body slot ([`App::body_slot`]).
+async fn small_body(app: &App, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    let _slot = app.body_slot(&token_key(headers))?;
+    let http = &app.config.http;
+    read_body(headers, body, http.max_body_bytes, http.body_read_timeout).await
+}
+
+/// What body slots are counted by: the token, as a hash (the secret is not kept).
+fn token_key(headers: &HeaderMap) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token_of(headers).unwrap_or_default().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 fn token_of(headers: &HeaderMap) -> Option<&str> {
@@ -277,6 +291,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/openapi.json", get(openapi))
         .route("/me", get(me))
         .route("/tenants", post(create_tenant).get(list_tenants))
+        .route("/tokens", get(list_operator_tokens))
+        .route("/tokens/{id}", axum::routing::delete(revoke_operator_token))
         .route("/ws", get(websocket))
         .nest("/tenants/{tenant}", tenant_routes);
     let mut router = Router::new()
@@ -549,7 +565,7 @@ async fn create_tenant(
     operator(&app, &headers).await?;
     let request: NewTenant = json_body(&app, &headers, body).await?;
     let name = request.name.unwrap_or_else(|| request.id.clone());
-    let tenant = app.registry.create_tenant(&request.id, &name).await?;
+    let tenant = app.create_tenant(&request.id, &name).await?;
     Ok((StatusCode::CREATED, Json(json!(tenant))))
 }
 
@@ -698,6 +714,26 @@ async fn revoke_token(
 ) -> ApiResult<StatusCode> {
     authorize(&app, &headers, &tenant, Need::Admin).await?;
     app.registry.revoke_token(Some(&tenant), &id).await?;
+    app.hub.revoke_token(&id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The operator tokens, never their secrets.
+async fn list_operator_tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> ApiResult {
+    operator(&app, &headers).await?;
+    Ok(Json(json!({"tokens": app.registry.tokens(None).await?})))
+}
+
+/// Revokes an operator token, the caller's own included: like a tenant's token, at once
+/// on this node and within [`crate::registry::TOKEN_MEMORY`] on the others. A node whose
+/// `data_dir/operator-token` no longer works makes a new one when it starts.
+async fn revoke_operator_token(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    operator(&app, &headers).await?;
+    app.registry.revoke_token(None, &id).await?;
     app.hub.revoke_token(&id);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -874,8 +910,7 @@ async fn action(
     body: Body,
 ) -> ApiResult {
     authorize(&app, &headers, &tenant, Need::Admin).await?;
-    let http = &app.config.http;
-    let bytes = read_body(&headers, body, http.max_body_bytes, http.body_read_timeout).await?;
+    let bytes = small_body(&app, &headers, body).await?;
     let body: Value = if bytes.is_empty() {
         Value::Null
     } else {
@@ -1072,9 +1107,11 @@ async fn websocket(
         Ok(seat) => seat,
         Err(e) => return refuse(ApiError(e)),
     };
+    // The socket keeps the token's hash, not its secret, to re-check it while open.
+    let token_hash = crate::registry::token_hash(token.as_deref().unwrap_or_default());
     let max = app.config.websocket.max_message_bytes;
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| crate::ws::serve(app, principal, socket, seat))
+        .on_upgrade(move |socket| crate::ws::serve(app, principal, token_hash, socket, seat))
 }

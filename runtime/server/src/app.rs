@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::config::{MetadataConfig, ServerConfig};
 use crate::metrics::Metrics;
-use crate::registry::{ComponentVersion, Installation, Registry, check_id, now_ms};
+use crate::registry::{ComponentVersion, Installation, Registry, Tenant, check_id, now_ms};
 use crate::store::{MetaStore, PostgresStore, SqliteStore};
 use plinth_host::capability::db::SqliteDb;
 use plinth_host::capability::db::postgres::PostgresDb;
@@ -131,8 +131,8 @@ pub struct App {
     pub metrics: Metrics,
     extensions: Mutex<HashMap<String, Arc<Extension>>>,
     compile_slots: Arc<Semaphore>,
-    upload_slots: Arc<Semaphore>,
-    uploads_by_tenant: Arc<Mutex<HashMap<String, usize>>>,
+    upload_slots: Slots,
+    body_slots: Slots,
     receipts: Mutex<HashMap<(String, String), VecDeque<Receipt>>>,
     errors: Mutex<HashMap<(String, String), VecDeque<ErrorRecord>>>,
     failures: Mutex<HashMap<(String, String), u32>>,
@@ -207,8 +207,16 @@ impl App {
         };
         Ok(Arc::new(App {
             compile_slots: Arc::new(Semaphore::new(config.http.compile_slots)),
-            upload_slots: Arc::new(Semaphore::new(config.http.upload_slots)),
-            uploads_by_tenant: Arc::default(),
+            upload_slots: Slots::new(
+                "uploads",
+                config.http.upload_slots,
+                config.http.upload_slots_per_tenant,
+            ),
+            body_slots: Slots::new(
+                "request bodies",
+                config.http.body_slots,
+                config.http.body_slots_per_token,
+            ),
             config,
             node_id,
             sandbox: Arc::new(sandbox),
@@ -265,33 +273,15 @@ impl App {
     /// A place for one upload of `tenant` being received, taken before its body is read:
     /// at most `http.upload_slots` bodies on the node and `upload_slots_per_tenant` of
     /// one tenant are held at once. None free is `RATE_LIMITED`.
-    pub fn upload_slot(&self, tenant: &str) -> Result<UploadSlot, PlinthError> {
-        let http = &self.config.http;
-        let busy = |what: String| {
-            PlinthError::new(ErrorCode::RateLimited, format!("{what}; try again shortly"))
-        };
-        let mut by_tenant = self
-            .uploads_by_tenant
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        let receiving = by_tenant.get(tenant).copied().unwrap_or(0);
-        if receiving >= http.upload_slots_per_tenant {
-            return Err(busy(format!(
-                "{receiving} uploads of tenant {tenant} are being received already"
-            )));
-        }
-        let node = self.upload_slots.clone().try_acquire_owned().map_err(|_| {
-            busy(format!(
-                "{} uploads are being received already",
-                http.upload_slots
-            ))
-        })?;
-        by_tenant.insert(tenant.to_owned(), receiving + 1);
-        Ok(UploadSlot {
-            _node: node,
-            tenant: tenant.to_owned(),
-            by_tenant: self.uploads_by_tenant.clone(),
-        })
+    pub fn upload_slot(&self, tenant: &str) -> Result<Slot, PlinthError> {
+        self.upload_slots.take("tenant", tenant)
+    }
+
+    /// A place for one JSON body being received for the token `token_id`, taken before
+    /// it is read: at most `http.body_slots` on the node and `body_slots_per_token` for
+    /// one token, so authorized clients cannot make the node hold bodies without bound.
+    pub fn body_slot(&self, token_id: &str) -> Result<Slot, PlinthError> {
+        self.body_slots.take("token", token_id)
     }
 
     /// Compiles on a blocking thread, one of a bounded number at a time, with a timeout.
@@ -707,6 +697,39 @@ impl App {
             .retain(|key, _| own(key));
         self.schedule_changed.notify_one();
         self.sandbox.tenant_quotas().set(tenant, None);
+        self.drop_tenant_data(tenant, "is deleted").await?;
+        Ok(removed)
+    }
+
+    /// Creates a tenant. Whatever a tenant of the same id left behind is dropped first:
+    /// a call still running when that tenant was deleted, or a node that had not yet
+    /// heard of the deletion, may have written to its database or cache again, and none
+    /// of it may reach the new tenant. A deletion that could not reach a backend is
+    /// finished here too.
+    pub async fn create_tenant(&self, id: &str, name: &str) -> Result<Tenant, PlinthError> {
+        // Before any backend sees the id: it names a file and a schema.
+        check_id("tenant", id)?;
+        match self.registry.tenant(id).await {
+            Ok(_) => {
+                return Err(PlinthError::new(
+                    ErrorCode::Conflict,
+                    format!("tenant {id} exists"),
+                ));
+            }
+            Err(e) if e.code == ErrorCode::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.drop_tenant_data(
+            id,
+            "cannot be created: what an earlier tenant of this id left",
+        )
+        .await?;
+        self.registry.create_tenant(id, name).await
+    }
+
+    /// Drops a tenant's data in every backend: topics and sockets, log lines, cache keys,
+    /// database.
+    async fn drop_tenant_data(&self, tenant: &str, state: &str) -> Result<(), PlinthError> {
         self.hub.drop_tenant(tenant);
         let backends = self.backends();
         backends.broadcast.drop_tenant(tenant);
@@ -714,7 +737,7 @@ impl App {
         let unavailable = |what: &str, e: plinth_host::capability::BackendError| {
             PlinthError::new(
                 ErrorCode::Unavailable,
-                format!("tenant {tenant} is deleted but its {what} could not be dropped: {e}"),
+                format!("tenant {tenant} {state} but its {what} could not be dropped: {e}"),
             )
         };
         backends
@@ -726,8 +749,7 @@ impl App {
             TenantDatabases::Sqlite(db) => db.drop_tenant(tenant),
             TenantDatabases::Postgres(db) => db.drop_tenant(tenant).await,
         }
-        .map_err(|e| unavailable("database", e))?;
-        Ok(removed)
+        .map_err(|e| unavailable("database", e))
     }
 
     pub async fn uninstall(&self, tenant: &str, id: &str) -> Result<(), PlinthError> {
@@ -911,20 +933,70 @@ impl App {
     }
 }
 
-/// An upload's place, from [`App::upload_slot`]; given back when dropped.
-pub struct UploadSlot {
-    _node: OwnedSemaphorePermit,
-    tenant: String,
-    by_tenant: Arc<Mutex<HashMap<String, usize>>>,
+/// Places for request bodies being received: a number on the node and a number per
+/// owner (a tenant, a token).
+struct Slots {
+    what: &'static str,
+    node: Arc<Semaphore>,
+    node_cap: usize,
+    owner_cap: usize,
+    by_owner: Arc<Mutex<HashMap<String, usize>>>,
 }
 
-impl Drop for UploadSlot {
+impl Slots {
+    fn new(what: &'static str, node_cap: usize, owner_cap: usize) -> Slots {
+        Slots {
+            what,
+            node: Arc::new(Semaphore::new(node_cap)),
+            node_cap,
+            owner_cap,
+            by_owner: Arc::default(),
+        }
+    }
+
+    /// One place for `owner` (a `kind`: tenant, token), or `RATE_LIMITED`.
+    fn take(&self, kind: &str, owner: &str) -> Result<Slot, PlinthError> {
+        let busy = |what: String| {
+            PlinthError::new(ErrorCode::RateLimited, format!("{what}; try again shortly"))
+        };
+        let mut by_owner = self.by_owner.lock().unwrap_or_else(|p| p.into_inner());
+        let receiving = by_owner.get(owner).copied().unwrap_or(0);
+        if receiving >= self.owner_cap {
+            return Err(busy(format!(
+                "{receiving} {} of {kind} {owner} are being received already",
+                self.what
+            )));
+        }
+        let node = self.node.clone().try_acquire_owned().map_err(|_| {
+            busy(format!(
+                "{} {} are being received already",
+                self.node_cap, self.what
+            ))
+        })?;
+        by_owner.insert(owner.to_owned(), receiving + 1);
+        Ok(Slot {
+            _node: node,
+            owner: owner.to_owned(),
+            by_owner: self.by_owner.clone(),
+        })
+    }
+}
+
+/// A body's place, from [`App::upload_slot`] or [`App::body_slot`]; given back when
+/// dropped.
+pub struct Slot {
+    _node: OwnedSemaphorePermit,
+    owner: String,
+    by_owner: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Slot {
     fn drop(&mut self) {
-        let mut by_tenant = self.by_tenant.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(receiving) = by_tenant.get_mut(&self.tenant) {
+        let mut by_owner = self.by_owner.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(receiving) = by_owner.get_mut(&self.owner) {
             *receiving -= 1;
             if *receiving == 0 {
-                by_tenant.remove(&self.tenant);
+                by_owner.remove(&self.owner);
             }
         }
     }

@@ -109,6 +109,11 @@ pub struct HttpConfig {
     pub upload_slots: usize,
     /// Uploads of one tenant received at once, so one tenant cannot take every slot.
     pub upload_slots_per_tenant: usize,
+    /// JSON request bodies (up to `max_body_bytes` each) received at once on this node;
+    /// one more is `RATE_LIMITED` (429).
+    pub body_slots: usize,
+    /// JSON request bodies received at once for one token.
+    pub body_slots_per_token: usize,
     /// Time a client has to send a request's headers, counted from when the connection
     /// opens or its previous response ends: a slow or silent client (slowloris) and an
     /// idle keep-alive connection are both closed after it.
@@ -122,6 +127,9 @@ pub struct HttpConfig {
     /// Connections open at once (WebSockets included); more are answered `503
     /// UNAVAILABLE` and closed at once, before reading anything.
     pub max_connections: usize,
+    /// Connections open at once from one client address, so that one client cannot take
+    /// every place under `max_connections`; more are refused the same way.
+    pub max_connections_per_address: usize,
 }
 
 impl Default for HttpConfig {
@@ -133,9 +141,12 @@ impl Default for HttpConfig {
             compile_timeout: Duration::from_secs(120),
             upload_slots: 4,
             upload_slots_per_tenant: 2,
+            body_slots: 256,
+            body_slots_per_token: 16,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
             max_connections: 16_384,
+            max_connections_per_address: 256,
         }
     }
 }
@@ -324,12 +335,17 @@ impl ServerConfig {
         if self.http.compile_slots == 0
             || self.http.upload_slots == 0
             || self.http.upload_slots_per_tenant == 0
+            || self.http.body_slots == 0
+            || self.http.body_slots_per_token == 0
             || self.http.max_connections == 0
+            || self.http.max_connections_per_address == 0
             || self.scheduler.max_running == 0
             || self.scheduler.max_running_per_tenant == 0
         {
             return Err(invalid(
-                "http.compile_slots, upload_slots, upload_slots_per_tenant, max_connections, \
+                "http.compile_slots, upload_slots, upload_slots_per_tenant, body_slots, \
+                 body_slots_per_token, max_connections, \
+                 max_connections_per_address, \
                  scheduler.max_running and max_running_per_tenant must be at least 1"
                     .into(),
             ));

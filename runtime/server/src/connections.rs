@@ -1,10 +1,17 @@
-//! Accepting HTTP connections: at most `http.max_connections` open at once, each given
-//! `http.header_read_timeout` to send a request's headers, and a graceful stop that lets
-//! requests in flight finish. `axum::serve` offers neither the cap nor the timeout, so
-//! the loop drives hyper's HTTP/1 connections itself.
+//! Accepting HTTP connections: at most `http.max_connections` open at once and
+//! `http.max_connections_per_address` from one client address, each given
+//! `http.header_read_timeout` to send a request's headers and as long to take each write
+//! (a client that pipelines requests and never reads the answers is closed), and a
+//! graceful stop that lets requests in flight finish for up to [`STOP_GRACE`].
+//! `axum::serve` offers none of these, so the loop drives hyper's HTTP/1 connections
+//! itself.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -27,6 +34,47 @@ content-length: 74\r\n\
 \r\n\
 {\"code\":\"UNAVAILABLE\",\"message\":\"too many connections; try again shortly\"}";
 
+/// How long a stop waits for connections to finish the request they are in.
+pub const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// Open connections per client address.
+#[derive(Default)]
+struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
+
+impl PerAddress {
+    /// A place for one more connection from `address`, if it has fewer than `cap`.
+    fn take(self: &Arc<Self>, address: IpAddr, cap: usize) -> Option<AddressSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let count = open.entry(address).or_insert(0);
+        if *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: self.clone(),
+            address,
+        })
+    }
+}
+
+/// One connection's place under its address's cap, given back when the socket closes.
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    address: IpAddr,
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut open = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `stop` turns true, then stops accepting, lets
 /// each connection finish the request it is in, and returns once they have closed.
 pub async fn serve(
@@ -35,7 +83,8 @@ pub async fn serve(
     http: &HttpConfig,
     mut stop: watch::Receiver<bool>,
 ) -> io::Result<()> {
-    let slots = std::sync::Arc::new(Semaphore::new(http.max_connections));
+    let slots = Arc::new(Semaphore::new(http.max_connections));
+    let per_address = Arc::new(PerAddress::default());
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -48,8 +97,8 @@ pub async fn serve(
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stopped| *stopped) => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // Out of file descriptors, most likely: accepting again at once would
@@ -61,15 +110,23 @@ pub async fn serve(
                 }
             }
         };
+        // Over a cap: refused at once rather than left waiting in the backlog.
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            // Over the cap: refused at once rather than left waiting in the backlog.
+            let _ = stream.try_write(REFUSED);
+            continue;
+        };
+        let Some(address_slot) = per_address.take(peer.ip(), http.max_connections_per_address)
+        else {
             let _ = stream.try_write(REFUSED);
             continue;
         };
         let _ = stream.set_nodelay(true);
         let io = TokioIo::new(CountedStream {
             stream,
+            write_timeout: http.header_read_timeout,
+            stalled: None,
             _slot: slot,
+            _address_slot: address_slot,
         });
         let connection = builder
             .serve_connection(io, TowerToHyperService::new(router.clone()))
@@ -87,7 +144,14 @@ pub async fn serve(
     }
     drop(listener);
     let _ = drain.send(());
-    drain.closed().await;
+    if tokio::time::timeout(STOP_GRACE, drain.closed())
+        .await
+        .is_err()
+    {
+        // A client that neither finishes its request nor reads its answer does not
+        // hold the stop: its connection ends with the runtime.
+        tracing::warn!("connections still open {STOP_GRACE:?} after the stop; leaving them");
+    }
     Ok(())
 }
 
@@ -105,7 +169,39 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// socket lives: through a WebSocket upgrade too, which takes the stream with it.
 struct CountedStream {
     stream: TcpStream,
+    /// Longest a write may wait for the client to read.
+    write_timeout: Duration,
+    /// Since when writes have been waiting, as a timer at `write_timeout`.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
     _slot: OwnedSemaphorePermit,
+    _address_slot: AddressSlot,
+}
+
+impl CountedStream {
+    /// Passes a write's result on, failing it once writes have waited `write_timeout`
+    /// for a client that does not read.
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if written.is_ready() {
+            self.stalled = None;
+            return written;
+        }
+        let timeout = self.write_timeout;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            self.stalled = None;
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client has not read for too long",
+            )));
+        }
+        Poll::Pending
+    }
 }
 
 impl AsyncRead for CountedStream {
@@ -124,7 +220,9 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.progress(cx, written)
     }
 
     fn poll_write_vectored(
@@ -132,7 +230,9 @@ impl AsyncWrite for CountedStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let written = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.progress(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -140,7 +240,9 @@ impl AsyncWrite for CountedStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.stream).poll_flush(cx);
+        this.progress(cx, flushed)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -223,7 +223,7 @@ pub struct Demo {
 /// Safe to run at every start: what exists is kept, newer builds are upgraded to.
 pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, PlinthError> {
     const TENANT: &str = "demo";
-    match app.registry.create_tenant(TENANT, "Demo company").await {
+    match app.create_tenant(TENANT, "Demo company").await {
         Ok(_) => {}
         Err(e) if e.code == ErrorCode::Conflict => {}
         Err(e) => return Err(e),

@@ -18,6 +18,20 @@ const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
     ("get", "/tenants", "List tenants.", "operator", ""),
     (
         "get",
+        "/tokens",
+        "List operator tokens: {id, role, tenant, label, created_ms, expires_ms, last_used_ms}, never secrets.",
+        "operator",
+        "",
+    ),
+    (
+        "delete",
+        "/tokens/{id}",
+        "Revoke an operator token (the caller's own too): at once on this node, within 5 s on the others, its WebSockets closed with 4401.",
+        "operator",
+        "",
+    ),
+    (
+        "get",
         "/tenants/{tenant}",
         "A tenant, its quota and live usage.",
         "viewer",
@@ -54,7 +68,7 @@ const ROUTES: &[(&str, &str, &str, &str, &str)] = &[
     (
         "delete",
         "/tenants/{tenant}/tokens/{id}",
-        "Revoke a token: at once on this node (its WebSockets closed with 4401), within 5 s on the others.",
+        "Revoke a token: at once on this node, within 5 s on the others; its WebSockets on every node are closed with 4401 within 5 s.",
         "tenant-admin",
         "",
     ),

@@ -24,6 +24,13 @@ pub const TOKEN_MEMORY: Duration = Duration::from_secs(5);
 /// too; it reveals nothing about the secret.
 pub const TOKEN_ID_LEN: usize = 16;
 
+/// Token lookups a node remembers at most; past this the stale ones go, then all.
+pub const TOKEN_CACHE_ENTRIES: usize = 10_000;
+
+/// Failed lookups (unknown tokens) a node remembers at most. Kept apart from the tokens
+/// that work, so a client sending made-up tokens evicts only its own made-up ones.
+pub const UNKNOWN_TOKEN_ENTRIES: usize = 10_000;
+
 /// Prefix of every API token, so a leaked one is easy to recognise in logs and scanners.
 pub const TOKEN_PREFIX: &str = "plt_";
 
@@ -80,8 +87,9 @@ pub struct TokenInfo {
     pub label: String,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
-    /// When a node last looked the token up in the metadata database: a node remembers
-    /// a lookup for [`TOKEN_MEMORY`], so this is exact to within that.
+    /// When a node last looked the token up in the metadata database. A node remembers
+    /// a lookup for [`TOKEN_MEMORY`] and writes this at most once per TOKEN_MEMORY, so
+    /// it is exact to within twice that.
     pub last_used_ms: Option<i64>,
 }
 
@@ -190,8 +198,13 @@ pub fn check_id(what: &str, id: &str) -> Result<(), PlinthError> {
     }
 }
 
-fn hash_token(secret: &str) -> String {
+/// The SHA-256 of a token's secret, in hex: what the metadata database keeps.
+pub fn token_hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+fn unknown_token() -> PlinthError {
+    PlinthError::new(ErrorCode::Unauthenticated, "unknown token")
 }
 
 fn text(row: &Row, i: usize) -> String {
@@ -237,7 +250,22 @@ async fn add_column(
 
 pub struct Registry {
     store: Arc<dyn MetaStore>,
-    tokens: Mutex<HashMap<String, (Instant, Option<Principal>)>>,
+    /// Tokens that worked, by hash, with when they were looked up.
+    tokens: Mutex<HashMap<String, (Instant, Principal)>>,
+    /// Hashes no token had, with when they were looked up: so a repeated made-up token
+    /// costs the metadata database nothing for [`TOKEN_MEMORY`].
+    unknown: Mutex<HashMap<String, Instant>>,
+}
+
+/// Makes room in a lookup memory of at most `cap` entries: the stale ones go, then, if
+/// that is not enough, all of them.
+fn make_room<V>(memory: &mut HashMap<String, V>, cap: usize, at: impl Fn(&V) -> Instant) {
+    if memory.len() >= cap {
+        memory.retain(|_, v| at(v).elapsed() < TOKEN_MEMORY);
+    }
+    if memory.len() >= cap {
+        memory.clear();
+    }
 }
 
 const INSTALLATION_COLUMNS: &str = "tenant, id, component, config, grants, limits, tick_ms, \
@@ -281,6 +309,7 @@ impl Registry {
         Ok(Registry {
             store,
             tokens: Mutex::default(),
+            unknown: Mutex::default(),
         })
     }
 
@@ -452,7 +481,7 @@ impl Registry {
             "{TOKEN_PREFIX}{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
         );
-        let hash = hash_token(&secret);
+        let hash = token_hash(&secret);
         let created_ms = now_ms();
         self.store
             .execute(
@@ -493,50 +522,44 @@ impl Registry {
     /// The principal a token stands for; `UNAUTHENTICATED` saying why when it stands
     /// for none (unknown or revoked, or expired).
     pub async fn principal(&self, secret: &str) -> Result<Principal, PlinthError> {
-        let unknown = || PlinthError::new(ErrorCode::Unauthenticated, "unknown token");
         if !secret.starts_with(TOKEN_PREFIX) || secret.len() > 100 {
-            return Err(unknown());
+            return Err(unknown_token());
         }
-        let hash = hash_token(secret);
+        self.principal_of_hash(&token_hash(secret), TOKEN_MEMORY)
+            .await
+    }
+
+    /// The principal of the token with this hash ([`token_hash`]), using a lookup this
+    /// node made less than `memory` ago (at most [`TOKEN_MEMORY`]) if there is one. Open
+    /// WebSockets hold the hash rather than the secret and re-check through here.
+    pub async fn principal_of_hash(
+        &self,
+        hash: &str,
+        memory: Duration,
+    ) -> Result<Principal, PlinthError> {
+        let memory = memory.min(TOKEN_MEMORY);
         let remembered = self
             .tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&hash)
-            .filter(|(at, _)| at.elapsed() < TOKEN_MEMORY)
+            .get(hash)
+            .filter(|(at, _)| at.elapsed() < memory)
             .map(|(_, principal)| principal.clone());
         let principal = match remembered {
             Some(principal) => principal,
             None => {
-                // One statement reads the token and notes that it is in use; it runs
-                // once per token per node per TOKEN_MEMORY, not per request.
-                let principal = self
-                    .store
-                    .query(
-                        "UPDATE tokens SET last_used_ms = $2 WHERE hash = $1
-                         RETURNING tenant, role, label, expires_ms",
-                        vec![hash.clone().into(), now_ms().into()],
-                    )
-                    .await?
-                    .first()
-                    .and_then(|row| {
-                        Some(Principal {
-                            tenant: row[0].text().map(str::to_owned),
-                            role: Role::parse(row[1].text()?)?,
-                            label: text(row, 2),
-                            token_id: hash[..TOKEN_ID_LEN].to_owned(),
-                            expires_ms: row[3].int(),
-                        })
-                    });
-                let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-                if tokens.len() > 10_000 {
-                    tokens.clear();
+                let known_unknown = self
+                    .unknown
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(hash)
+                    .is_some_and(|at| at.elapsed() < memory);
+                if known_unknown {
+                    return Err(unknown_token());
                 }
-                tokens.insert(hash, (Instant::now(), principal.clone()));
-                principal
+                self.look_up(hash).await?.ok_or_else(unknown_token)?
             }
         };
-        let principal = principal.ok_or_else(unknown)?;
         // Checked at every use, not only when looked up: a remembered token expires on time.
         if let Some(expires_ms) = principal.expires_ms
             && now_ms() >= expires_ms
@@ -547,6 +570,61 @@ impl Registry {
             ));
         }
         Ok(principal)
+    }
+
+    /// Reads a token from the metadata database and remembers the answer. A read, so
+    /// made-up tokens cost no writes; only a token that exists has its `last_used_ms`
+    /// written, and only when that is older than [`TOKEN_MEMORY`] (so at most once per
+    /// token per node per TOKEN_MEMORY, whatever the traffic).
+    async fn look_up(&self, hash: &str) -> Result<Option<Principal>, PlinthError> {
+        let row = self
+            .store
+            .query(
+                "SELECT tenant, role, label, expires_ms, last_used_ms FROM tokens WHERE hash = $1",
+                vec![hash.into()],
+            )
+            .await?
+            .into_iter()
+            .next();
+        let found = row.as_ref().and_then(|row| {
+            Some((
+                Principal {
+                    tenant: row[0].text().map(str::to_owned),
+                    role: Role::parse(row[1].text()?)?,
+                    label: text(row, 2),
+                    token_id: hash.get(..TOKEN_ID_LEN)?.to_owned(),
+                    expires_ms: row[3].int(),
+                },
+                row[4].int(),
+            ))
+        });
+        let Some((principal, last_used_ms)) = found else {
+            let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+            make_room(&mut unknown, UNKNOWN_TOKEN_ENTRIES, |at| *at);
+            unknown.insert(hash.to_owned(), Instant::now());
+            return Ok(None);
+        };
+        let now = now_ms();
+        let stale_before = now - TOKEN_MEMORY.as_millis() as i64;
+        if last_used_ms.is_none_or(|at| at <= stale_before) {
+            // The condition again in the statement: of nodes racing, one writes. A
+            // failure here is bookkeeping lost, not a reason to refuse the token.
+            if let Err(e) = self
+                .store
+                .execute(
+                    "UPDATE tokens SET last_used_ms = $2 WHERE hash = $1
+                     AND (last_used_ms IS NULL OR last_used_ms <= $3)",
+                    vec![hash.into(), now.into(), stale_before.into()],
+                )
+                .await
+            {
+                tracing::warn!("noting a token's last use: {}", e.message);
+            }
+        }
+        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        make_room(&mut tokens, TOKEN_CACHE_ENTRIES, |(at, _)| *at);
+        tokens.insert(hash.to_owned(), (Instant::now(), principal.clone()));
+        Ok(Some(principal))
     }
 
     fn token_of(row: &Row) -> Option<TokenInfo> {
@@ -627,7 +705,7 @@ impl Registry {
         self.tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, principal)| !principal.as_ref().is_some_and(&which));
+            .retain(|_, (_, principal)| !which(principal));
     }
 
     // ---- components ----------------------------------------------------------------

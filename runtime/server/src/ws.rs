@@ -14,6 +14,10 @@
 //! (fresh views after each tick), `installation/<id>` (parked, …),
 //! `dashboard/<name>` (layout changes), and any topic extensions publish to
 //! (`alerts`, `cache-stats`, …).
+//!
+//! A socket lives no longer than its token: revoked, expired or its tenant deleted, on
+//! this node or another sharing the metadata database, it is closed with 4401 within
+//! [`TOKEN_MEMORY`] (see `TOKEN_RECHECK`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,7 +34,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::app::App;
-use crate::registry::{Principal, Role};
+use crate::registry::{Principal, Role, TOKEN_MEMORY, now_ms};
 
 /// Close code for a connection closed for falling behind.
 pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
@@ -42,6 +46,12 @@ pub const CLOSE_REVOKED: u16 = 4401;
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// How long the farewell to a closed connection may take before the socket is dropped.
 const FAREWELL: Duration = Duration::from_secs(5);
+/// How often an open socket checks that its token still works. Revocation and tenant
+/// deletion on another node reach no socket here directly: this check does. It accepts
+/// a lookup younger than `TOKEN_MEMORY - TOKEN_RECHECK`, so it reads the metadata
+/// database at most that often per token (not per socket) and a token that stops
+/// working anywhere closes its sockets here within TOKEN_MEMORY.
+const TOKEN_RECHECK: Duration = Duration::from_secs(1);
 
 /// One connection as the relays see it.
 struct Connection {
@@ -137,6 +147,8 @@ struct OpenSocket {
     tenant: Option<String>,
     /// Set once the upgrade completes; a seat is taken before it.
     connection: Option<Arc<Connection>>,
+    /// Why it was revoked before it had a connection to close: closed when it gets one.
+    revoked: Option<&'static str>,
 }
 
 /// The node's subscriptions: one relay per (tenant, topic), shared by every local
@@ -203,6 +215,7 @@ impl Hub {
                 token_id: principal.token_id.clone(),
                 tenant: principal.tenant.clone(),
                 connection: None,
+                revoked: None,
             },
         );
         Ok(Seat {
@@ -218,6 +231,11 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(&seat.id)
         {
+            // Revoked between the token check and the upgrade: the revocation found no
+            // connection to close, so it is closed now instead of living on.
+            if let Some(why) = socket.revoked {
+                close_revoked(&connection, why);
+            }
             socket.connection = Some(connection);
         }
     }
@@ -297,17 +315,14 @@ impl Hub {
             .sum()
     }
 
-    /// Closes the sockets `which` matches with [`CLOSE_REVOKED`].
-    fn revoke(&self, which: impl Fn(&OpenSocket) -> bool, why: &str) {
-        let sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
-        for socket in sockets.values().filter(|s| which(s)) {
-            if let Some(connection) = &socket.connection {
-                connection.close_with(
-                    CLOSE_REVOKED,
-                    false,
-                    "revoked",
-                    json!({"type": "error", "code": ErrorCode::Unauthenticated, "message": why}),
-                );
+    /// Closes the sockets `which` matches with [`CLOSE_REVOKED`]; one not yet attached
+    /// is closed when it attaches.
+    fn revoke(&self, which: impl Fn(&OpenSocket) -> bool, why: &'static str) {
+        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        for socket in sockets.values_mut().filter(|s| which(s)) {
+            match &socket.connection {
+                Some(connection) => close_revoked(connection, why),
+                None => socket.revoked = Some(why),
             }
         }
     }
@@ -331,6 +346,55 @@ impl Hub {
             |s| s.tenant.as_deref() == Some(tenant),
             "this token's tenant was deleted",
         );
+    }
+}
+
+fn close_revoked(connection: &Connection, why: &str) {
+    connection.close_with(
+        CLOSE_REVOKED,
+        false,
+        "revoked",
+        json!({"type": "error", "code": ErrorCode::Unauthenticated, "message": why}),
+    );
+}
+
+/// Closes `connection` with [`CLOSE_REVOKED`] once its token stops working: revoked or
+/// its tenant deleted on any node (seen through the shared metadata database), or
+/// expired (checked at `expires_ms` itself, not only at the next round).
+async fn watch_token(
+    app: Arc<App>,
+    token_hash: String,
+    expires_ms: Option<i64>,
+    connection: Arc<Connection>,
+) {
+    loop {
+        let mut wait = TOKEN_RECHECK;
+        if let Some(at) = expires_ms {
+            // One millisecond past, since the check refuses from `expires_ms` on.
+            let left = (at - now_ms() + 1).max(0) as u64;
+            wait = wait.min(Duration::from_millis(left));
+        }
+        tokio::time::sleep(wait).await;
+        match app
+            .registry
+            .principal_of_hash(&token_hash, TOKEN_MEMORY - TOKEN_RECHECK)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.code == ErrorCode::Unauthenticated => {
+                let why = if expires_ms.is_some_and(|at| now_ms() >= at) {
+                    "this token expired"
+                } else {
+                    "this token was revoked or its tenant deleted"
+                };
+                close_revoked(&connection, why);
+                return;
+            }
+            // The metadata database did not answer: the token is not known to be bad,
+            // and closing every socket during an outage would only make clients
+            // reconnect into it. The next round asks again.
+            Err(_) => {}
+        }
     }
 }
 
@@ -505,8 +569,15 @@ async fn linger(stream: &mut SplitStream<WebSocket>) {
 }
 
 /// Serves one upgraded connection until it closes. `seat` is its place under the
-/// socket caps, held until it ends.
-pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket, seat: Seat) {
+/// socket caps, held until it ends; `token_hash` ([`crate::registry::token_hash`]) names
+/// the token it was opened with, re-checked while it is open.
+pub async fn serve(
+    app: Arc<App>,
+    principal: Principal,
+    token_hash: String,
+    socket: WebSocket,
+    seat: Seat,
+) {
     let settings = app.config.websocket.clone();
     let id = seat.id;
     let (queue, mut outgoing) = mpsc::channel::<Utf8Bytes>(settings.queue_messages);
@@ -518,6 +589,12 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket, seat:
         wake: Notify::new(),
     });
     app.hub.attach(&seat, connection.clone());
+    let watcher = tokio::spawn(watch_token(
+        app.clone(),
+        token_hash,
+        principal.expires_ms,
+        connection.clone(),
+    ));
     app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let subscriptions: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
@@ -731,6 +808,7 @@ pub async fn serve(app: Arc<App>, principal: Principal, socket: WebSocket, seat:
         }
         _ = &mut writer => {}
     }
+    watcher.abort();
     for (tenant, topic) in subscriptions
         .lock()
         .unwrap_or_else(|p| p.into_inner())
