@@ -845,17 +845,11 @@ async fn silent_and_idle_connections_are_closed() {
     server.stop().await;
 }
 
-/// Connections over `http.max_connections` are answered 503 and closed at once; the
-/// ones within keep working, and a place freed is taken again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_over_the_cap_are_refused() {
-    let server = Server::start(|c| {
-        c.http.max_connections = 3;
-        c.http.header_read_timeout = Duration::from_secs(60);
-    })
-    .await;
+/// Opens `count` connections that each get an answer, then one more, which must be
+/// refused with `503 UNAVAILABLE` and closed; answers the ones kept.
+async fn fill_then_refuse(server: &Server, count: usize) -> Vec<Connection> {
     let mut open = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..count {
         let mut connection = Connection::open(server.addr()).await;
         connection
             .send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -867,6 +861,19 @@ async fn connections_over_the_cap_are_refused() {
     let answer = over.answer().await;
     assert_eq!((answer.status, answer.code()), (503, "UNAVAILABLE"));
     assert!(over.closed().await);
+    open
+}
+
+/// Connections over `http.max_connections` are answered 503 and closed at once; the
+/// ones within keep working, and a place freed is taken again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_are_refused() {
+    let server = Server::start(|c| {
+        c.http.max_connections = 3;
+        c.http.header_read_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let mut open = fill_then_refuse(&server, 3).await;
     // The ones within the cap still serve.
     for connection in &mut open {
         connection
@@ -908,19 +915,7 @@ async fn connections_from_one_address_are_capped() {
         c.http.header_read_timeout = Duration::from_secs(60);
     })
     .await;
-    let mut open = Vec::new();
-    for _ in 0..2 {
-        let mut connection = Connection::open(server.addr()).await;
-        connection
-            .send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await;
-        assert_eq!(connection.answer().await.status, 200);
-        open.push(connection);
-    }
-    let mut over = Connection::open(server.addr()).await;
-    let answer = over.answer().await;
-    assert_eq!((answer.status, answer.code()), (503, "UNAVAILABLE"));
-    assert!(over.closed().await);
+    let open = fill_then_refuse(&server, 2).await;
     drop(open);
     server.stop().await;
 }

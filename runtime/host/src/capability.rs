@@ -155,23 +155,30 @@ pub struct Scope {
 impl Scope {
     /// A scope after checking both names are plain identifiers (`[a-z0-9-]`, 1..=63).
     pub fn new(tenant: &str, installation: &str) -> Result<Self, PlinthError> {
-        for (what, name) in [("tenant", tenant), ("installation", installation)] {
-            let ok = !name.is_empty()
-                && name.len() <= 63
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-            if !ok {
-                return Err(PlinthError::new(
-                    ErrorCode::InvalidRequest,
-                    format!("{what} name {name:?} must be 1-63 characters of [a-z0-9-]"),
-                ));
-            }
-        }
+        check_identifier("tenant", tenant)?;
+        check_identifier("installation", installation)?;
         Ok(Scope {
             tenant: tenant.into(),
             installation: installation.into(),
         })
+    }
+}
+
+/// Checks that a tenant or installation name is a plain identifier (`[a-z0-9-]`,
+/// 1..=63): backends build keys, file paths and SQL identifiers from it.
+pub fn check_identifier(what: &str, name: &str) -> Result<(), PlinthError> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(PlinthError::new(
+            ErrorCode::InvalidRequest,
+            format!("{what} name {name:?} must be 1-63 characters of [a-z0-9-]"),
+        ))
     }
 }
 

@@ -19,21 +19,10 @@ use crate::bindings::plinth::extension::db as wit;
 use crate::bindings::{WitError, WitValue};
 use crate::state::CapView;
 
-/// Refuses a tenant id that is not a plain identifier (`[a-z0-9-]`, as the registry
-/// checks): the backends build file paths and SQL identifiers from it.
+/// Refuses a tenant id that is not a plain identifier ([`super::check_identifier`]): the
+/// backends build file paths and SQL identifiers from it.
 pub(crate) fn plain_tenant(tenant: &str) -> Result<(), BackendError> {
-    let plain = !tenant.is_empty()
-        && tenant.len() <= 63
-        && tenant
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if plain {
-        Ok(())
-    } else {
-        Err(BackendError::InvalidInput(format!(
-            "tenant {tenant:?} is not a plain identifier"
-        )))
-    }
+    super::check_identifier("tenant", tenant).map_err(|e| BackendError::InvalidInput(e.message))
 }
 
 /// A typed value, both ways.

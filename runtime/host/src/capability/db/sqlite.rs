@@ -706,19 +706,18 @@ impl DbBackend for SqliteDb {
                 ))
             };
             while let Some(row) = rows.next().map_err(sql_error)? {
-                // Sizes first, from SQLite's own buffers: a row past the cap is refused
-                // before the host copies any of it.
+                // Each value's size is read from SQLite's own buffer before it is copied:
+                // a row past the cap is refused with at most the cap copied.
                 let mut row_bytes = 0usize;
+                let mut values = Vec::with_capacity(columns.len());
                 for i in 0..columns.len() {
-                    row_bytes += ref_size(&row.get_ref(i).map_err(sql_error)?);
+                    let value = row.get_ref(i).map_err(sql_error)?;
+                    row_bytes += ref_size(&value);
                     if bytes + row_bytes > bounds.max_bytes {
                         return Err(over());
                     }
+                    values.push(from_sql(value));
                 }
-                let values = (0..columns.len())
-                    .map(|i| row.get_ref(i).map(from_sql))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(sql_error)?;
                 admit(&mut out, &mut bytes, values, &bounds)?;
             }
             Ok(DbRows { columns, rows: out })
