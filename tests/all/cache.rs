@@ -198,7 +198,7 @@ async fn cache_stats_shows_real_numbers_from_redis() {
             call,
         )
         .await
-        .outcome
+        .outcome_json()
         .unwrap();
     assert_eq!(views["views"][0]["caption"], "3 hits, 1 misses");
     assert_eq!(views["views"][1]["value"], 1.0);

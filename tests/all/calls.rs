@@ -27,7 +27,7 @@ async fn hello_metric_renders_a_metric_card_with_a_receipt() {
             render(json!({"title": "Orders", "value": 7})),
         )
         .await;
-    let result = report.outcome.expect("renders");
+    let result = report.outcome_json().expect("renders");
     assert_eq!(result["views"][0]["kind"], "metric_card");
     assert_eq!(result["views"][0]["title"], "Orders");
     assert_eq!(result["views"][0]["value"], 7.0);
@@ -56,7 +56,7 @@ async fn a_bad_config_is_the_guests_invalid_input() {
             render(json!({"value": "lots"})),
         )
         .await;
-    let error = report.outcome.unwrap_err();
+    let error = report.outcome_json().unwrap_err();
     assert_eq!(error.code, ErrorCode::GuestError);
     assert!(error.message.contains("invalid-input"), "{}", error.message);
 }
@@ -73,7 +73,7 @@ async fn describe_reports_the_cache_stats_widget() {
             Call::Describe,
         )
         .await;
-    let descriptor = report.outcome.unwrap();
+    let descriptor = report.outcome_json().unwrap();
     assert_eq!(descriptor["id"], "cache-stats");
     assert_eq!(descriptor["refresh_interval_ms"], 5000);
     assert_eq!(descriptor["actions"][0]["name"], "export");
@@ -126,7 +126,7 @@ async fn cache_stats_shows_the_tenants_real_numbers_and_only_theirs() {
             render(json!({})),
         )
         .await;
-    let views = report.outcome.unwrap()["views"].clone();
+    let views = report.outcome_json().unwrap()["views"].clone();
     // Statistics are read before the widget reads its own history, so they are exactly
     // what happened above: 3 hits and 1 miss for acme.
     assert_eq!(views[0]["title"], "Hit rate");
@@ -207,7 +207,7 @@ async fn ticks_publish_to_subscribers_and_feed_the_export() {
             scheduled_at_ms: 1_000 * sequence,
         };
         let report = test.sandbox.call(&widget, &acme, tick).await;
-        assert!(report.outcome.is_ok(), "{:?}", report.outcome);
+        assert!(report.outcome_json().is_ok(), "{:?}", report.outcome_json());
         assert_eq!(report.published.len(), 1);
         let message = subscriber.recv().await.unwrap();
         assert_eq!(message.tenant, "acme");
@@ -224,7 +224,7 @@ async fn ticks_publish_to_subscribers_and_feed_the_export() {
         body: json!({"format": "csv"}),
     };
     let report = test.sandbox.call(&widget, &acme, export).await;
-    let response = report.outcome.unwrap();
+    let response = report.outcome_json().unwrap();
     assert_eq!(response["content_type"], "text/csv");
     assert_eq!(response["filename"], "cache-stats.csv");
     let csv = response["body"].as_str().unwrap();
@@ -239,7 +239,7 @@ async fn ticks_publish_to_subscribers_and_feed_the_export() {
         .sandbox
         .call(&widget, &acme, unknown)
         .await
-        .outcome
+        .outcome_json()
         .unwrap_err();
     assert!(error.message.contains("not-found"), "{}", error.message);
 }
@@ -257,7 +257,10 @@ async fn a_failed_call_publishes_nothing() {
             render(json!({"attack": "publish-then-fail"})),
         )
         .await;
-    assert_eq!(report.outcome.unwrap_err().code, ErrorCode::GuestError);
+    assert_eq!(
+        report.outcome_json().unwrap_err().code,
+        ErrorCode::GuestError
+    );
     assert_eq!(
         report.receipt.host_calls[&plinth_host::Capability::Broadcast],
         1
@@ -288,7 +291,7 @@ async fn an_event_sent_to_a_widget_is_rejected() {
             event,
         )
         .await
-        .outcome
+        .outcome_json()
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::GuestError);
     assert!(error.message.contains("rejected"), "{}", error.message);
@@ -303,7 +306,7 @@ async fn logs_reach_the_report_and_the_installation_ring() {
         .sandbox
         .call(&hostile, &acme, render(json!({"attack": "log"})))
         .await;
-    assert!(report.outcome.is_ok());
+    assert!(report.outcome_json().is_ok());
     let levels: Vec<_> = report
         .logs
         .iter()
@@ -331,7 +334,7 @@ async fn logs_reach_the_report_and_the_installation_ring() {
             render(json!({"attack": "host-calls"})),
         )
         .await;
-    assert!(flood.outcome.is_ok(), "{:?}", flood.outcome);
+    assert!(flood.outcome_json().is_ok(), "{:?}", flood.outcome_json());
     assert_eq!(flood.logs.len(), 5);
     assert_eq!(flood.receipt.logs_dropped, 1_000_000 - 5);
 }
@@ -348,7 +351,7 @@ async fn sql(statement: &str, grants: &str) -> Result<Value, plinth_host::Plinth
             call,
         )
         .await
-        .outcome
+        .outcome_json()
 }
 
 #[tokio::test]
@@ -368,7 +371,11 @@ async fn the_tenant_database_reads_and_writes_typed_values() {
                 render(json!({"attack": "sql", "sql": statement})),
             )
             .await;
-        assert!(report.outcome.is_ok(), "{statement}: {:?}", report.outcome);
+        assert!(
+            report.outcome_json().is_ok(),
+            "{statement}: {:?}",
+            report.outcome_json()
+        );
     }
     let rows = test
         .sandbox
@@ -407,7 +414,13 @@ async fn the_tenant_database_reads_and_writes_typed_values() {
             render(json!({"attack": "query", "sql": "SELECT * FROM orders"})),
         )
         .await;
-    assert!(other.outcome.unwrap_err().message.contains("no such table"));
+    assert!(
+        other
+            .outcome_json()
+            .unwrap_err()
+            .message
+            .contains("no such table")
+    );
 }
 
 #[tokio::test]
@@ -459,7 +472,7 @@ async fn the_database_cannot_be_escaped() {
                 call,
             )
             .await
-            .outcome
+            .outcome_json()
             .unwrap_err();
         assert_eq!(
             error.code,
@@ -483,7 +496,7 @@ async fn a_query_returning_too_many_bytes_is_refused() {
             call,
         )
         .await
-        .outcome
+        .outcome_json()
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::QuotaExceeded, "{error:?}");
     assert!(error.message.contains("bytes"), "{}", error.message);
@@ -499,7 +512,7 @@ async fn a_locked_tenant_database_is_db_busy() {
         test.sandbox
             .call(&hostile, &acme, create)
             .await
-            .outcome
+            .outcome_json()
             .is_ok()
     );
     // Other work holds the write lock on acme's file past the busy timeout.
@@ -512,7 +525,7 @@ async fn a_locked_tenant_database_is_db_busy() {
         .sandbox
         .call(&hostile, &acme, insert.clone())
         .await
-        .outcome
+        .outcome_json()
         .unwrap_err();
     assert_eq!(error.code, ErrorCode::DbBusy, "{error:?}");
     other.execute_batch("COMMIT").unwrap();
@@ -520,7 +533,7 @@ async fn a_locked_tenant_database_is_db_busy() {
         test.sandbox
             .call(&hostile, &acme, insert)
             .await
-            .outcome
+            .outcome_json()
             .is_ok()
     );
 }

@@ -144,7 +144,7 @@ async fn conformance(language: &str) {
     // describe: the same descriptor, field for field.
     let descriptor = call(&test, &extension, Limits::default(), Call::Describe)
         .await
-        .outcome
+        .outcome_json()
         .unwrap_or_else(|e| panic!("{l}: describe: {e}"));
     assert_eq!(
         descriptor,
@@ -169,7 +169,7 @@ async fn conformance(language: &str) {
     // A first render: the default title, one render counted, no orders yet.
     let first = call(&test, &extension, Limits::default(), render(json!({}), &[]))
         .await
-        .outcome
+        .outcome_json()
         .unwrap_or_else(|e| panic!("{l}: render: {e}"));
     let views = first["views"].as_array().expect("views");
     assert_eq!(views.len(), 2, "{l}: {first}");
@@ -195,7 +195,7 @@ async fn conformance(language: &str) {
             order(id, json!({ "id": id, "total": total }), attempt),
         )
         .await;
-        assert_eq!(report.outcome, Ok(Value::Null), "{l}: event {id}");
+        assert_eq!(report.outcome_json(), Ok(Value::Null), "{l}: event {id}");
         assert_eq!(report.published.len(), 1, "{l}");
         assert_eq!(report.published[0].topic, "orders", "{l}");
         assert_eq!(
@@ -218,7 +218,7 @@ async fn conformance(language: &str) {
         },
     )
     .await;
-    assert_eq!(ignored.outcome, Ok(Value::Null), "{l}");
+    assert_eq!(ignored.outcome_json(), Ok(Value::Null), "{l}");
     assert!(ignored.published.is_empty(), "{l}");
 
     // The second render: its config's title, the counter, one page of two orders.
@@ -229,7 +229,7 @@ async fn conformance(language: &str) {
         render(json!({ "title": "Orders today" }), &[("limit", "1")]),
     )
     .await
-    .outcome
+    .outcome_json()
     .unwrap_or_else(|e| panic!("{l}: render: {e}"));
     assert_eq!(second["views"][0]["title"], "Orders today", "{l}");
     assert_number(&second["views"][0]["value"], 2.0, l);
@@ -248,7 +248,7 @@ async fn conformance(language: &str) {
         },
     )
     .await;
-    assert_eq!(tick.outcome, Ok(Value::Null), "{l}: tick");
+    assert_eq!(tick.outcome_json(), Ok(Value::Null), "{l}: tick");
     assert_eq!(tick.published.len(), 1, "{l}");
     let summary = &tick.published[0].payload;
     assert_eq!(tick.published[0].topic, "orders", "{l}");
@@ -268,7 +268,11 @@ async fn conformance(language: &str) {
         order(odd_id, json!({ "id": odd_id, "total": 1.0 }), 1),
     )
     .await;
-    assert_eq!(odd.outcome, Ok(Value::Null), "{l}: event with an odd id");
+    assert_eq!(
+        odd.outcome_json(),
+        Ok(Value::Null),
+        "{l}: event with an odd id"
+    );
     assert_eq!(
         odd.published[0].payload,
         json!({ "completed": odd_id }),
@@ -318,7 +322,7 @@ async fn conformance(language: &str) {
         )
         .await;
     assert_eq!(
-        denied.outcome.unwrap_err().code,
+        denied.outcome_json().unwrap_err().code,
         ErrorCode::CapabilityDenied,
         "{l}"
     );
@@ -348,7 +352,7 @@ async fn conformance(language: &str) {
     ];
     for (name, limits, expected) in cases {
         let report = call(&test, &extension, limits, action(name)).await;
-        let error = report.outcome.expect_err(name);
+        let error = report.outcome_json().expect_err(name);
         assert_eq!(error.code, expected, "{l}: {name}: {}", error.message);
         // What the guest said on its way down is in the message, where the language has a
         // stderr: Rust's panic message, JavaScript's exception, C's fputs. A Python
@@ -365,7 +369,7 @@ async fn conformance(language: &str) {
     // The engine is healthy afterwards: the next render sees all earlier state.
     let after = call(&test, &extension, Limits::default(), render(json!({}), &[]))
         .await
-        .outcome
+        .outcome_json()
         .unwrap_or_else(|e| panic!("{l}: render after the hostile cases: {e}"));
     assert_number(&after["views"][0]["value"], 3.0, l);
 }

@@ -271,15 +271,23 @@ async fn tokens_list_revoke_expire(server: TestServer) {
     let refused = server.refused(&short).await;
     assert_eq!(refused.0, 401);
 
-    for bad in [
-        json!({"expires_at_ms": now_ms() - 1}),
-        json!({"expires_in_s": 0}),
-        json!({"expires_in_s": 60, "expires_at_ms": now_ms() + 60_000}),
+    // Outside the document's schema: 400; allowed by it but refused by the clock or
+    // by each other: 422.
+    for (bad, status_code) in [
+        (json!({"expires_in_s": 0}), (400, "INVALID_REQUEST")),
+        (
+            json!({"expires_at_ms": now_ms() - 1}),
+            (422, "INVALID_VALUE"),
+        ),
+        (
+            json!({"expires_in_s": 60, "expires_at_ms": now_ms() + 60_000}),
+            (422, "INVALID_VALUE"),
+        ),
     ] {
         let (status, body) = server.token(&tenant, "viewer", bad.clone()).await;
         assert_eq!(
             (status, body["code"].as_str()),
-            (400, Some("INVALID_REQUEST")),
+            (status_code.0, Some(status_code.1)),
             "{bad}"
         );
     }
@@ -410,7 +418,8 @@ async fn tenant_deletion(server: TestServer) {
         Duration::from_secs(20),
         "the installation ticks",
         move || async move {
-            a.recent_receipts(t, "ticker")
+            a.calls
+                .recent_receipts(t, "ticker")
                 .iter()
                 .any(|r| r.call == "on-tick")
         },
@@ -450,17 +459,17 @@ async fn tenant_deletion(server: TestServer) {
         .await;
     assert_eq!(status, 404);
     assert_eq!(backends.cache.get(&tenant, "kept").await.unwrap(), None);
-    assert!(app.recent_receipts(&tenant, "ticker").is_empty());
+    assert!(app.calls.recent_receipts(&tenant, "ticker").is_empty());
     assert!(backends.log.recent(&scope, 10).is_empty());
 
     // Its schedule stopped: a tick already running may still end, then none starts in
     // five of its intervals.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let ended = app.recent_receipts(&tenant, "ticker").len();
+    let ended = app.calls.recent_receipts(&tenant, "ticker").len();
     assert!(ended <= 1, "{ended} ticks after the deletion");
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(
-        app.recent_receipts(&tenant, "ticker").len(),
+        app.calls.recent_receipts(&tenant, "ticker").len(),
         ended,
         "the deleted tenant's installation still ticks"
     );

@@ -39,7 +39,7 @@ async fn expect_code(
         )
         .await;
     let took = started.elapsed();
-    let error = report.outcome.expect_err("a hostile call must fail");
+    let error = report.outcome_json().expect_err("a hostile call must fail");
     assert_eq!(error.code, expected, "{attack_name}: {}", error.message);
     assert_eq!(report.receipt.outcome.to_string(), expected.as_str());
     assert!(
@@ -60,9 +60,9 @@ async fn expect_code(
         )
         .await;
     assert!(
-        after.outcome.is_ok(),
+        after.outcome_json().is_ok(),
         "the next call after {attack_name} failed: {:?}",
-        after.outcome
+        after.outcome_json()
     );
     let hello = test
         .sandbox
@@ -80,9 +80,9 @@ async fn expect_code(
         )
         .await;
     assert!(
-        other.outcome.is_ok(),
+        other.outcome_json().is_ok(),
         "another tenant after {attack_name}: {:?}",
-        other.outcome
+        other.outcome_json()
     );
     error.message
 }
@@ -279,7 +279,7 @@ async fn wat_case(edit: impl FnOnce(String) -> String, limits: Limits, expected:
             Call::Describe,
         )
         .await;
-    let error = report.outcome.expect_err("must fail");
+    let error = report.outcome_json().expect_err("must fail");
     assert_eq!(error.code, expected, "{}", error.message);
     assert!(started.elapsed() < deadline);
     let hello = test
@@ -294,7 +294,7 @@ async fn wat_case(edit: impl FnOnce(String) -> String, limits: Limits, expected:
             Call::Describe,
         )
         .await;
-    assert!(next.outcome.is_ok(), "{:?}", next.outcome);
+    assert!(next.outcome_json().is_ok(), "{:?}", next.outcome_json());
 }
 
 #[tokio::test]

@@ -104,7 +104,7 @@ async fn tenant_a_cannot_reach_tenant_b(
     }
     for call in attempts {
         let report = sandbox.call(&hostile, &as_a, call.clone()).await;
-        let shown = serde_json::to_string(&report.outcome).unwrap();
+        let shown = serde_json::to_string(&report.outcome_json()).unwrap();
         assert!(!shown.contains("b-secret"), "{call:?} reached B: {shown}");
     }
 
@@ -195,13 +195,13 @@ async fn the_demo_tenant_has_data_on_both_databases() {
         &postgres,
     ] {
         assert_eq!(
-            plinth_host::demo::seed(db, &tenant, 1_800_000_000_000)
+            plinth_server::demo::seed(db, &tenant, 1_800_000_000_000)
                 .await
                 .unwrap(),
             300
         );
         assert_eq!(
-            plinth_host::demo::seed(db, &tenant, 1_800_000_000_000)
+            plinth_server::demo::seed(db, &tenant, 1_800_000_000_000)
                 .await
                 .unwrap(),
             0,

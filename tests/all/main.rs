@@ -1,5 +1,6 @@
 //! End-to-end tests of the sandbox, in one binary.
 
+mod api_contract;
 mod broadcast;
 mod cache;
 mod calls;

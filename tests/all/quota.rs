@@ -36,7 +36,7 @@ async fn a_tenant_cannot_run_more_calls_at_once_than_its_quota() {
     );
     let codes: Vec<_> = [&one, &two, &three]
         .iter()
-        .map(|r| r.outcome.as_ref().err().map(|e| e.code))
+        .map(|r| r.outcome_json().as_ref().err().map(|e| e.code))
         .collect();
     assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 2, "{codes:?}");
     assert_eq!(
@@ -48,16 +48,16 @@ async fn a_tenant_cannot_run_more_calls_at_once_than_its_quota() {
         "{codes:?}"
     );
     assert!(
-        other.outcome.is_ok(),
+        other.outcome_json().is_ok(),
         "another tenant is not held back: {:?}",
-        other.outcome
+        other.outcome_json()
     );
     // Slots come back when calls end.
     assert!(
         test.sandbox
             .call(&widget, &busy, hold(1))
             .await
-            .outcome
+            .outcome_json()
             .is_ok()
     );
 }
@@ -101,19 +101,22 @@ async fn a_tenant_cannot_burn_more_fuel_per_minute_than_its_budget() {
             test.sandbox
                 .call(&hello, &spender, render.clone())
                 .await
-                .outcome
+                .outcome_json()
                 .is_ok()
         );
     }
     // The third call gets only what is left of the budget, half a render's worth.
     let third = test.sandbox.call(&hello, &spender, render.clone()).await;
-    assert_eq!(third.outcome.unwrap_err().code, ErrorCode::FuelExhausted);
+    assert_eq!(
+        third.outcome_json().unwrap_err().code,
+        ErrorCode::FuelExhausted
+    );
     assert!(third.receipt.fuel_used.unwrap() <= per_call / 2 + 1);
     let fourth = test
         .sandbox
         .call(&hello, &spender, render.clone())
         .await
-        .outcome
+        .outcome_json()
         .unwrap_err();
     assert_eq!(fourth.code, ErrorCode::QuotaExceeded);
     assert!(fourth.message.contains("fuel budget"), "{}", fourth.message);
@@ -123,7 +126,7 @@ async fn a_tenant_cannot_burn_more_fuel_per_minute_than_its_budget() {
         test.sandbox
             .call(&hello, &saver, render)
             .await
-            .outcome
+            .outcome_json()
             .is_ok()
     );
 }

@@ -480,9 +480,16 @@ async fn roles_and_tenants_are_kept_apart() {
             json!({"id": "stolen", "component": hash}),
         )
         .await;
+    // B's own path exists; the component it names is not B's: a value refused, with a
+    // message that speaks of B only.
     assert_eq!(
         (status, body["code"].as_str()),
-        (404, Some("NOT_FOUND")),
+        (422, Some("INVALID_VALUE")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("tenant {b} has no component")) && !message.contains(&a),
         "{body}"
     );
 
@@ -583,17 +590,35 @@ async fn bad_uploads_and_requests_get_their_codes_and_the_server_keeps_serving()
             br#"{"id": "Bad Id", "component": "abc"}"#.to_vec(),
             "INVALID_REQUEST",
         ),
-        (br#"{"id": "x", "component": "0000"}"#.to_vec(), "NOT_FOUND"),
+        // Not a SHA-256: the document's pattern refuses it.
+        (
+            br#"{"id": "x", "component": "0000"}"#.to_vec(),
+            "INVALID_REQUEST",
+        ),
+        // A SHA-256 the tenant never uploaded: a value the server refuses.
+        (
+            format!(r#"{{"id": "x", "component": "{}"}}"#, "0".repeat(64)).into_bytes(),
+            "INVALID_VALUE",
+        ),
     ] {
         let (_, answer) = server.send("POST", &path, Some(&admin), Some(body)).await;
         assert_eq!(answer["code"], code, "{answer}");
     }
-    let (status, body) = server.send("PATCH", &path, Some(&admin), None).await;
-    assert_eq!(
-        (status, body["code"].as_str()),
-        (400, Some("INVALID_REQUEST")),
-        "{body}"
-    );
+    // A method the route does not take: 405 with the ones it does.
+    let response = server
+        .http
+        .patch(server.url(&path))
+        .header("authorization", format!("Bearer {admin}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 405);
+    let allow = response.headers()["allow"].to_str().unwrap().to_owned();
+    let mut allowed: Vec<&str> = allow.split(',').map(str::trim).collect();
+    allowed.sort();
+    assert_eq!(allowed, ["GET", "HEAD", "POST"], "{allow}");
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["code"], "METHOD_NOT_ALLOWED", "{body}");
 
     // Config is checked against the widget's schema; limits may only be lowered.
     let (status, uploaded) = server
@@ -661,7 +686,7 @@ async fn bad_uploads_and_requests_get_their_codes_and_the_server_keeps_serving()
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (400, Some("INVALID_REQUEST")),
+        (422, Some("INVALID_VALUE")),
         "{body}"
     );
 
@@ -1020,7 +1045,7 @@ async fn openapi_health_and_metrics_are_served() {
     let server = TestServer::start(|_| {}).await;
     let (status, document) = server.send("GET", "/api/v1/openapi.json", None, None).await;
     assert_eq!(status, 200);
-    assert_eq!(document["openapi"], "3.0.3");
+    assert_eq!(document["openapi"], "3.1.0");
     assert!(
         document["paths"]["/api/v1/tenants/{tenant}/installations/{id}/data"]["get"].is_object()
     );
@@ -1182,6 +1207,7 @@ async fn two_nodes_run_each_tick_once() {
         server
             .server()
             .app
+            .calls
             .recent_receipts(&tenant, "t")
             .iter()
             .filter(|r| r.call == "on-tick")
@@ -1249,7 +1275,8 @@ async fn ticks_never_overlap_are_coalesced_and_tenants_are_kept_fair() {
     let seconds = started.elapsed().as_secs_f64();
     let app = &server.server().app;
     let ticks = |tenant: &str, id: &str| {
-        app.recent_receipts(tenant, id)
+        app.calls
+            .recent_receipts(tenant, id)
             .iter()
             .filter(|r| r.call == "on-tick")
             .count()

@@ -47,7 +47,7 @@ impl Tenant {
                 },
             )
             .await
-            .outcome
+            .outcome_json()
     }
 
     /// The first value of a query's first row, as the guest shows it.
@@ -521,13 +521,13 @@ async fn long_log_lines_alone() {
     let acme = invocation("acme", Grants::all(), Limits::default());
     // Warm: the pool slot, the instance's memory, the log ring.
     let warm = test.sandbox.call(&hostile, &acme, flood(200, 10)).await;
-    assert!(warm.outcome.is_ok(), "{:?}", warm.outcome);
+    assert!(warm.outcome_json().is_ok(), "{:?}", warm.outcome_json());
     let before = current_rss();
     let report = test
         .sandbox
         .call(&hostile, &acme, flood(200, 1 << 20))
         .await;
-    assert!(report.outcome.is_ok(), "{:?}", report.outcome);
+    assert!(report.outcome_json().is_ok(), "{:?}", report.outcome_json());
     assert_eq!(report.logs.len(), 200);
     assert!(report.logs.iter().all(|line| line.message.len() <= 4_100));
     let held = current_rss().saturating_sub(before);

@@ -98,12 +98,17 @@ async fn install_hello(
     ids: impl Iterator<Item = String>,
     tick: Option<u64>,
 ) -> anyhow::Result<()> {
-    let hash = app.upload(tenant, hello_bytes()?).await?.component.hash;
+    let hash = app
+        .components
+        .upload(tenant, hello_bytes()?)
+        .await?
+        .component
+        .hash;
     for id in ids {
         let request = serde_json::from_value(json!({
             "id": id, "component": hash, "tick_interval_ms": tick.unwrap_or(0),
         }))?;
-        app.install(tenant, request, true).await?;
+        app.installer.install(tenant, request, true).await?;
     }
     Ok(())
 }
@@ -243,9 +248,9 @@ async fn phases_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
         let principal = app.registry.authenticate(&token).await?;
         ensure!(principal.is_some());
         let t1 = Instant::now();
-        let installation = app.installation("bench", "hello").await?;
+        let installation = app.installations.get("bench", "hello").await?;
         let t2 = Instant::now();
-        let report = app.render(&installation, Vec::new()).await?;
+        let report = app.calls.render(&installation, Vec::new()).await?;
         let t3 = Instant::now();
         let rendered = report.outcome?;
         let body = plinth_server::api::render_body(&rendered, &report.receipt);

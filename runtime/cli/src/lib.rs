@@ -116,7 +116,7 @@ pub async fn inspect(path: &Path, data_dir: &Path) -> (Value, bool) {
         grants: Grants::all(),
         limits: Limits::default(),
     };
-    let report = sandbox.call(&extension, &invocation, Call::Describe).await;
+    let report = sandbox.describe(&extension, &invocation).await;
     let mut shown = component_summary(&extension);
     shown["path"] = json!(wasm);
     shown["size_bytes"] = json!(size);
@@ -125,7 +125,7 @@ pub async fn inspect(path: &Path, data_dir: &Path) -> (Value, bool) {
     shown["capabilities"] = json!(extension.capabilities());
     let ok = report.outcome.is_ok();
     shown["describe"] = match report.outcome {
-        Ok(descriptor) => descriptor,
+        Ok(descriptor) => json!(descriptor),
         Err(error) => json!({ "error": error }),
     };
     (shown, ok)

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::{Parser, Subcommand};
 use plinth::{RunRequest, bench, print, scaffold};
-use plinth_host::capability::{BackendsConfig, CacheConfig};
+use plinth_host::{BackendsConfig, CacheConfig};
 use plinth_host::{Call, ErrorCode, Limits, PlinthError, Scope};
 use serde_json::{Value, json};
 

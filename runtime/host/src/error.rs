@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A stable, machine-readable error code. The string form (`EXECUTION_TIMEOUT`, …) is
 /// part of Plinth's API: codes are added, never renamed.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
@@ -61,8 +62,14 @@ pub enum ErrorCode {
     CompileTimeout,
     /// The client took longer than the server allows to send a request's body.
     RequestTimeout,
+    /// The route exists but not with this HTTP method (the `Allow` header lists them).
+    MethodNotAllowed,
     /// An installation's config does not match the widget's JSON schema.
     InvalidConfig,
+    /// The request matches the API's schema, but a value is refused by a rule the schema
+    /// cannot state: an expiry in the past, two fields that exclude each other, a tick
+    /// interval outside this server's range.
+    InvalidValue,
     /// An upgrade imports capabilities the installation has not been granted.
     GrantsRequired,
     /// The installation is disabled by its tenant.
@@ -101,7 +108,9 @@ impl ErrorCode {
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::CompileTimeout => "COMPILE_TIMEOUT",
             ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ErrorCode::InvalidConfig => "INVALID_CONFIG",
+            ErrorCode::InvalidValue => "INVALID_VALUE",
             ErrorCode::GrantsRequired => "GRANTS_REQUIRED",
             ErrorCode::InstallationDisabled => "INSTALLATION_DISABLED",
             ErrorCode::InstallationParked => "INSTALLATION_PARKED",
@@ -112,7 +121,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and the OpenAPI document.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 31] = [
         ErrorCode::ExecutionTimeout,
         ErrorCode::FuelExhausted,
         ErrorCode::MemoryLimit,
@@ -137,7 +146,9 @@ impl ErrorCode {
         ErrorCode::RateLimited,
         ErrorCode::CompileTimeout,
         ErrorCode::RequestTimeout,
+        ErrorCode::MethodNotAllowed,
         ErrorCode::InvalidConfig,
+        ErrorCode::InvalidValue,
         ErrorCode::GrantsRequired,
         ErrorCode::InstallationDisabled,
         ErrorCode::InstallationParked,
@@ -166,6 +177,7 @@ impl fmt::Display for ErrorCode {
 }
 
 /// A failure with its stable code; serializes as `{"code": …, "message": …}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(as = Error))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct PlinthError {
@@ -183,3 +195,24 @@ impl PlinthError {
 }
 
 pub type Result<T, E = PlinthError> = std::result::Result<T, E>;
+
+/// A failure a backend reports; the guest sees it as the contract's `error`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// The tenant's database is locked by other work (`DB_BUSY`); the guest sees
+    /// `unavailable`.
+    #[error("database busy: {0}")]
+    Busy(String),
+    #[error("timeout: {0}")]
+    Timeout(String),
+}

@@ -4,10 +4,11 @@
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-use crate::bindings::WitValue;
-use crate::bindings::manifest_exports::Descriptor;
-use crate::bindings::plinth::extension::view::{Chart, Status, Trend, View};
-use crate::bindings::widget_exports::ActionResponse;
+use crate::call::{ActionInfo, ActionResponse, Descriptor, TileSize};
+use crate::contract::WitValue;
+use crate::contract::manifest_exports::Descriptor as WitDescriptor;
+use crate::contract::view::{Chart, Status, Trend, View};
+use crate::contract::widget_exports::ActionResponse as WitActionResponse;
 
 pub fn value(value: &WitValue) -> Value {
     match value {
@@ -90,35 +91,55 @@ pub fn view(view: &View) -> Option<Value> {
     })
 }
 
+/// The views of a render as one JSON array, serialized once; `None` when a custom
+/// view is not JSON.
+pub fn views(views: &[View]) -> Option<Box<serde_json::value::RawValue>> {
+    let views = views.iter().map(view).collect::<Option<Vec<_>>>()?;
+    serde_json::value::to_raw_value(&views).ok()
+}
+
 /// A descriptor; the config schema is parsed (`None` when it is not JSON).
-pub fn descriptor(d: &Descriptor) -> Option<Value> {
-    Some(json!({
-        "id": d.id,
-        "name": d.name,
-        "version": d.version,
-        "description": d.description,
-        "category": d.category,
-        "icon": d.icon,
-        "default_size": {"width": d.default_size.width, "height": d.default_size.height},
-        "config_schema": serde_json::from_str::<Value>(&d.config_schema).ok()?,
-        "refresh_interval_ms": d.refresh_interval_ms,
-        "capabilities": d.capabilities,
-        "event_patterns": d.event_patterns,
-        "actions": d.actions.iter().map(|a| json!({"name": a.name, "description": a.description})).collect::<Vec<_>>(),
-    }))
+pub fn descriptor(d: &WitDescriptor) -> Option<Descriptor> {
+    Some(Descriptor {
+        id: d.id.clone(),
+        name: d.name.clone(),
+        version: d.version.clone(),
+        description: d.description.clone(),
+        category: d.category.clone(),
+        icon: d.icon.clone(),
+        default_size: TileSize {
+            width: d.default_size.width,
+            height: d.default_size.height,
+        },
+        config_schema: serde_json::from_str::<Value>(&d.config_schema).ok()?,
+        refresh_interval_ms: d.refresh_interval_ms,
+        capabilities: d.capabilities.clone(),
+        event_patterns: d.event_patterns.clone(),
+        actions: d
+            .actions
+            .iter()
+            .map(|a| ActionInfo {
+                name: a.name.clone(),
+                description: a.description.clone(),
+            })
+            .collect(),
+    })
 }
 
 /// An action's response: text bodies as text, anything else as base64.
-pub fn action_response(r: &ActionResponse) -> Value {
+pub fn action_response(r: &WitActionResponse) -> ActionResponse {
     let textual = r.content_type.starts_with("text/") || r.content_type.contains("json");
-    match std::str::from_utf8(&r.body) {
-        Ok(text) if textual => {
-            json!({"content_type": r.content_type, "filename": r.filename, "body": text})
-        }
-        _ => json!({
-            "content_type": r.content_type,
-            "filename": r.filename,
-            "body_base64": base64::engine::general_purpose::STANDARD.encode(&r.body),
-        }),
+    let (body, body_base64) = match std::str::from_utf8(&r.body) {
+        Ok(text) if textual => (Some(text.to_owned()), None),
+        _ => (
+            None,
+            Some(base64::engine::general_purpose::STANDARD.encode(&r.body)),
+        ),
+    };
+    ActionResponse {
+        content_type: r.content_type.clone(),
+        filename: r.filename.clone(),
+        body,
+        body_base64,
     }
 }

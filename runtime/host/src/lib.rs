@@ -3,8 +3,9 @@
 //! The host core of Plinth: one [`Sandbox`] per process holds the wasmtime engine
 //! (pooling allocator, epoch interruption, optional fuel), the linker with every
 //! capability, the on-disk compile cache and the capability backends. A component is
-//! [loaded](Sandbox::load) once per version; every [call](Sandbox::call) gets a fresh
-//! store with its [`Limits`] and returns a [`CallReport`] with a usage [`Receipt`].
+//! [loaded](Sandbox::load) once per version; every call gets a fresh store with its
+//! [`Limits`] and returns a [`CallReport`] typed by the kind of call, with a usage
+//! [`Receipt`].
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), plinth_host::PlinthError> {
@@ -18,34 +19,43 @@
 //!     limits: Limits::default(),
 //! };
 //! let report = sandbox
-//!     .call(&extension, &invocation, Call::Render { config: serde_json::json!({}), params: vec![] })
+//!     .render(&extension, &invocation, serde_json::json!({}), vec![])
 //!     .await;
 //! println!("{}", serde_json::to_string(&report).unwrap());
 //! # Ok(()) }
 //! ```
 
-pub mod bindings;
+pub mod backends;
+pub mod call;
 pub mod capability;
 pub mod compile_cache;
-pub mod demo;
+pub mod contract;
 pub mod error;
+pub mod grant;
 mod json;
 pub mod limits;
+pub mod lock;
 pub mod receipt;
 pub mod sandbox;
+pub mod scope;
 mod state;
 pub mod tenant_quota;
 pub mod wasi;
 
-pub use capability::{
-    BackendError, Backends, BackendsConfig, BroadcastConfig, CacheConfig, Capability, DbConfig,
-    Grant, Grants, Scope,
+pub use backends::{Backends, BackendsConfig, BroadcastConfig, CacheConfig, DbConfig};
+pub use call::{
+    ActionInfo, ActionResponse, Call, CallReport, Descriptor, Invocation, Outcome, Rendered,
+    TileSize,
 };
+pub use capability::view::{LogLine, Publication};
 pub use compile_cache::{CodeSource, component_hash};
-pub use error::{ErrorCode, PlinthError};
-pub use limits::Limits;
+pub use error::{BackendError, ErrorCode, PlinthError};
+pub use grant::{Capability, Grant, Grants};
+pub use limits::{LimitBreach, Limits};
 pub use receipt::{Receipt, UsageOutcome};
-pub use sandbox::{Call, CallReport, Extension, Import, Invocation, Sandbox, SandboxConfig, World};
-pub use state::{LimitBreach, LogLine, Publication};
+pub use sandbox::Sandbox;
+pub use sandbox::engine::SandboxConfig;
+pub use sandbox::extension::{Extension, Import, World};
+pub use scope::{Scope, check_identifier};
 pub use tenant_quota::{TenantQuota, TenantQuotas};
 pub use wasi::{ImportKind, classify_import, removal_hint};

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorCode, PlinthError};
+use crate::grant::Capability;
 
 /// The largest linear memory any call may ask for. The pooling allocator reserves
 /// address space for this size per memory slot, so it bounds `memory_bytes` too.
@@ -21,6 +22,7 @@ pub const SLOT_TABLES: usize = 8;
 pub const SLOT_MEMORIES: usize = 4;
 
 /// What one call may use. Defaults suit a dashboard widget; see `docs/limits.md`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -39,6 +41,7 @@ pub struct Limits {
     pub memories: usize,
     /// Wall-clock deadline for the whole call, instantiation included.
     #[serde(with = "millis")]
+    #[cfg_attr(feature = "openapi", schema(value_type = u64))]
     pub timeout: Duration,
     /// Cap on calls from the guest into capabilities, all together.
     pub host_calls: u64,
@@ -171,7 +174,7 @@ impl Limits {
 
     /// Checks that the limits are enforceable by the engine as configured.
     pub fn validate(&self) -> Result<(), PlinthError> {
-        let bad = |message: String| Err(PlinthError::new(ErrorCode::InvalidRequest, message));
+        let bad = |message: String| Err(PlinthError::new(ErrorCode::InvalidValue, message));
         if self.memory_bytes > MAX_MEMORY_BYTES {
             return bad(format!(
                 "memory limit {} exceeds the engine's maximum of {MAX_MEMORY_BYTES} bytes",
@@ -224,4 +227,34 @@ fn parse_duration(text: &str) -> Option<Duration> {
             .and_then(|s| Duration::try_from_secs_f64(s).ok());
     }
     text.parse().ok().map(Duration::from_millis)
+}
+
+/// A rule the host enforces by trapping; the call ends with its code.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LimitBreach {
+    #[error("linear memory would grow to {requested} bytes, over the cap of {cap} bytes")]
+    Memory { requested: u64, cap: u64 },
+    #[error("a table would grow to {requested} elements, over the cap of {cap}")]
+    Table { requested: usize, cap: usize },
+    #[error("more than {cap} host calls in one call")]
+    HostCalls { cap: u64 },
+    #[error("more than {cap} calls to the `{capability}` capability in one call")]
+    CapabilityCalls { capability: Capability, cap: u64 },
+    #[error("the result is {bytes} bytes as JSON, over the cap of {cap} bytes")]
+    Output { bytes: usize, cap: usize },
+    #[error("called the `{capability}` capability, which is not granted")]
+    Ungranted { capability: Capability },
+}
+
+impl LimitBreach {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            LimitBreach::Memory { .. } | LimitBreach::Table { .. } => ErrorCode::MemoryLimit,
+            LimitBreach::HostCalls { .. } | LimitBreach::CapabilityCalls { .. } => {
+                ErrorCode::QuotaExceeded
+            }
+            LimitBreach::Output { .. } => ErrorCode::OutputTooLarge,
+            LimitBreach::Ungranted { .. } => ErrorCode::CapabilityDenied,
+        }
+    }
 }

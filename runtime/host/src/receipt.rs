@@ -5,8 +5,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer};
 
-use crate::capability::Capability;
 use crate::error::ErrorCode;
+use crate::grant::Capability;
 
 /// How a call ended: `OK` or its error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +31,7 @@ impl Serialize for UsageOutcome {
 }
 
 /// What one call used.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Receipt {
     pub tenant: String,
@@ -39,6 +40,8 @@ pub struct Receipt {
     pub component: String,
     /// The export called (`render`, `on-tick`, `invoke`, `handle`, `describe`).
     pub call: &'static str,
+    /// `OK` or the error code.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub outcome: UsageOutcome,
     /// Fuel consumed; absent on an engine without fuel metering.
     pub fuel_used: Option<u64>,

@@ -1,136 +1,22 @@
 //! The state of one call: what the store holds while a guest runs. It is built fresh for
 //! every call and dropped with the store, so nothing leaks from one call to the next.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Instant;
 
-use serde::Serialize;
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::WitError;
-use crate::capability::{BackendError, Backends, Capability, Grants, Scope};
-use crate::error::ErrorCode;
-use crate::limits::Limits;
-
-/// A rule the host enforces by trapping; the call ends with its code.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum LimitBreach {
-    #[error("linear memory would grow to {requested} bytes, over the cap of {cap} bytes")]
-    Memory { requested: u64, cap: u64 },
-    #[error("a table would grow to {requested} elements, over the cap of {cap}")]
-    Table { requested: usize, cap: usize },
-    #[error("more than {cap} host calls in one call")]
-    HostCalls { cap: u64 },
-    #[error("more than {cap} calls to the `{capability}` capability in one call")]
-    CapabilityCalls { capability: Capability, cap: u64 },
-    #[error("the result is {bytes} bytes as JSON, over the cap of {cap} bytes")]
-    Output { bytes: usize, cap: usize },
-    #[error("called the `{capability}` capability, which is not granted")]
-    Ungranted { capability: Capability },
-}
-
-impl LimitBreach {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            LimitBreach::Memory { .. } | LimitBreach::Table { .. } => ErrorCode::MemoryLimit,
-            LimitBreach::HostCalls { .. } | LimitBreach::CapabilityCalls { .. } => {
-                ErrorCode::QuotaExceeded
-            }
-            LimitBreach::Output { .. } => ErrorCode::OutputTooLarge,
-            LimitBreach::Ungranted { .. } => ErrorCode::CapabilityDenied,
-        }
-    }
-}
-
-/// One line the guest logged.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LogLine {
-    pub level: &'static str,
-    pub message: String,
-}
-
-/// One message a call published; delivered only when the call succeeds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Publication {
-    pub topic: String,
-    pub payload: serde_json::Value,
-}
-
-/// What a call did, kept as it runs: host calls by capability, the host's refusals,
-/// log lines and pending publications.
-#[derive(Debug, Default)]
-pub struct CallRecord {
-    pub host_calls: BTreeMap<Capability, u64>,
-    pub total_host_calls: u64,
-    /// Errors the host answered with, so a guest that passes one on is reported with
-    /// the host's code (`QUOTA_EXCEEDED`, `CAPABILITY_DENIED`) rather than `GUEST_ERROR`.
-    pub refusals: Vec<(ErrorCode, WitError)>,
-    pub logs: Vec<LogLine>,
-    pub dropped_logs: u64,
-    pub published: Vec<Publication>,
-}
-
-/// The view of the call's state that one capability's host functions see.
-pub struct CapView<'a, B: ?Sized> {
-    pub record: &'a mut CallRecord,
-    pub scope: &'a Scope,
-    pub grants: &'a Grants,
-    pub limits: &'a Limits,
-    /// When the call's deadline passes; backends bound their own work by it.
-    pub deadline: Instant,
-    pub backend: &'a B,
-}
-
-impl<B: ?Sized> CapView<'_, B> {
-    /// Counts a host call, trapping past the call's cap. The grant was checked at load;
-    /// checking again here keeps a bug elsewhere from becoming a hole.
-    pub fn enter(&mut self, capability: Capability) -> wasmtime::Result<()> {
-        if !self.grants.allows(capability) {
-            return Err(LimitBreach::Ungranted { capability }.into());
-        }
-        self.record.total_host_calls += 1;
-        let calls = self.record.host_calls.entry(capability).or_default();
-        *calls += 1;
-        if *calls > self.limits.capability_calls {
-            return Err(LimitBreach::CapabilityCalls {
-                capability,
-                cap: self.limits.capability_calls,
-            }
-            .into());
-        }
-        if self.record.total_host_calls > self.limits.host_calls {
-            return Err(LimitBreach::HostCalls {
-                cap: self.limits.host_calls,
-            }
-            .into());
-        }
-        Ok(())
-    }
-
-    /// Turns a backend answer into the guest's, remembering refusals.
-    pub fn answer<T>(&mut self, result: Result<T, BackendError>) -> Result<T, WitError> {
-        result.map_err(|error| {
-            let (code, wit) = match error {
-                BackendError::InvalidInput(m) => (ErrorCode::GuestError, WitError::InvalidInput(m)),
-                BackendError::NotFound(m) => (ErrorCode::GuestError, WitError::NotFound(m)),
-                BackendError::Denied(m) => (ErrorCode::CapabilityDenied, WitError::Denied(m)),
-                BackendError::QuotaExceeded(m) => {
-                    (ErrorCode::QuotaExceeded, WitError::QuotaExceeded(m))
-                }
-                BackendError::Unavailable(m) => (ErrorCode::GuestError, WitError::Unavailable(m)),
-                BackendError::Busy(m) => (ErrorCode::DbBusy, WitError::Unavailable(m)),
-                BackendError::Timeout(m) => (ErrorCode::GuestError, WitError::Timeout(m)),
-            };
-            if code != ErrorCode::GuestError {
-                self.record.refusals.push((code, wit.clone()));
-            }
-            wit
-        })
-    }
-}
+use crate::backends::Backends;
+use crate::capability::broadcast::{BroadcastBackend, BroadcastView};
+use crate::capability::cache::{CacheBackend, CacheView};
+use crate::capability::db::{DbBackend, DbView};
+use crate::capability::log::{LogRing, LogView};
+use crate::capability::view::{CallRecord, CapView};
+use crate::grant::Grants;
+use crate::limits::{LimitBreach, Limits};
+use crate::scope::Scope;
 
 /// Enforces the memory and table caps and remembers the peak.
 pub struct Limiter {
@@ -248,7 +134,7 @@ impl fmt::Debug for CallState {
 }
 
 impl CallState {
-    pub fn view<'a, B: ?Sized>(
+    fn view<'a, B: ?Sized>(
         &'a mut self,
         backend: impl FnOnce(&'a Backends) -> &'a B,
     ) -> CapView<'a, B> {
@@ -260,6 +146,30 @@ impl CallState {
             deadline: self.deadline,
             backend: backend(&self.backends),
         }
+    }
+}
+
+impl CacheView for CallState {
+    fn cache(&mut self) -> CapView<'_, dyn CacheBackend> {
+        self.view(|b| &*b.cache)
+    }
+}
+
+impl DbView for CallState {
+    fn db(&mut self) -> CapView<'_, dyn DbBackend> {
+        self.view(|b| &*b.db)
+    }
+}
+
+impl BroadcastView for CallState {
+    fn broadcast(&mut self) -> CapView<'_, dyn BroadcastBackend> {
+        self.view(|b| &*b.broadcast)
+    }
+}
+
+impl LogView for CallState {
+    fn log(&mut self) -> CapView<'_, LogRing> {
+        self.view(|b| &*b.log)
     }
 }
 
@@ -276,8 +186,8 @@ impl WasiView for CallState {
 mod tests {
     use wasmtime::ResourceLimiter;
 
-    use super::{LimitBreach, Limiter};
-    use crate::limits::Limits;
+    use super::Limiter;
+    use crate::limits::{LimitBreach, Limits};
 
     #[test]
     fn the_memory_cap_holds_against_huge_and_failed_grows() {

@@ -8,15 +8,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{ErrorCode, PlinthError};
+use crate::lock::Recover;
 
 /// The fuel budget's window.
 pub const FUEL_WINDOW: Duration = Duration::from_secs(60);
 
 /// Quotas every tenant of a sandbox gets.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantQuota {
     /// Calls of one tenant running at once; one more is refused with `QUOTA_EXCEEDED`.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 1_000_000))]
     pub concurrent_calls: usize,
     /// Fuel one tenant may use per minute, over all its calls; `None` for no budget.
     /// A call never gets more fuel than what is left of its tenant's budget.
@@ -64,17 +67,13 @@ impl TenantQuotas {
     }
 
     fn usage(&self, tenant: &str) -> Arc<Usage> {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tenants = self.tenants.lock().recover();
         tenants.entry(tenant.to_owned()).or_default().clone()
     }
 
     /// Gives `tenant` its own quota (`None`: back to the default).
     pub fn set(&self, tenant: &str, quota: Option<TenantQuota>) {
-        *self
-            .usage(tenant)
-            .quota
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = quota;
+        *self.usage(tenant).quota.lock().recover() = quota;
     }
 
     /// The quota `tenant` runs under.
@@ -82,7 +81,7 @@ impl TenantQuotas {
         self.usage(tenant)
             .quota
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .clone()
             .unwrap_or_else(|| self.quota.clone())
     }
@@ -91,7 +90,7 @@ impl TenantQuotas {
     pub fn usage_of(&self, tenant: &str) -> (usize, u64) {
         let usage = self.usage(tenant);
         let running = usage.running.load(Ordering::Acquire);
-        let window = usage.window.lock().unwrap_or_else(|p| p.into_inner());
+        let window = usage.window.lock().recover();
         let used = match *window {
             Some((start, used)) if start.elapsed() < FUEL_WINDOW => used,
             _ => 0,
@@ -105,7 +104,7 @@ impl TenantQuotas {
         let quota = usage
             .quota
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .clone()
             .unwrap_or_else(|| self.quota.clone());
         let running = usage.running.fetch_add(1, Ordering::AcqRel);
@@ -140,7 +139,7 @@ impl Permit {
     /// Fuel left in the tenant's budget for the current window; `None` without a budget.
     pub fn fuel_left(&self) -> Option<u64> {
         let budget = self.budget?;
-        let mut window = self.usage.window.lock().unwrap_or_else(|p| p.into_inner());
+        let mut window = self.usage.window.lock().recover();
         let now = Instant::now();
         let (_, used) = *window.get_or_insert((now, 0));
         if window.is_some_and(|(start, _)| now.duration_since(start) >= FUEL_WINDOW) {
@@ -152,7 +151,7 @@ impl Permit {
 
     /// Counts fuel a call used against its tenant's budget.
     pub fn charge(&self, fuel: u64) {
-        let mut window = self.usage.window.lock().unwrap_or_else(|p| p.into_inner());
+        let mut window = self.usage.window.lock().recover();
         let (_, used) = window.get_or_insert((Instant::now(), 0));
         *used = used.saturating_add(fuel);
     }

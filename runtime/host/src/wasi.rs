@@ -1,10 +1,13 @@
 //! Which imports a component may have. Plinth's own capabilities need a grant; a small
 //! set of WASI interfaces that polyglot toolchains import is always linked but locked
-//! down (see `sandbox::locked_down_wasi`); everything else is refused at load.
+//! down (see [`locked_down_wasi`]); everything else is refused at load.
 
 use serde::Serialize;
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
-use crate::capability::Capability;
+use crate::contract;
+use crate::grant::Capability;
 
 /// What Plinth makes of one import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -22,10 +25,7 @@ pub enum ImportKind {
 }
 
 /// Interfaces of the contract that carry types only.
-const CONTRACT_TYPES: &[&str] = &[
-    "plinth:extension/types@0.1.0",
-    "plinth:extension/view@0.1.0",
-];
+const CONTRACT_TYPES: &[&str] = &["types", "view"];
 
 /// WASI interfaces (by name without version) a guest may import.
 const LOCKED_DOWN_WASI: &[&str] = &[
@@ -64,7 +64,7 @@ pub fn classify_import(name: &str) -> ImportKind {
     if let Some(capability) = Capability::of_interface(name) {
         return ImportKind::Capability { capability };
     }
-    if CONTRACT_TYPES.contains(&name) {
+    if contract::interface_name(name).is_some_and(|n| CONTRACT_TYPES.contains(&n)) {
         return ImportKind::ContractTypes;
     }
     let unversioned = name.split('@').next().unwrap_or(name);
@@ -93,4 +93,16 @@ pub fn removal_hint(name: &str) -> &'static str {
     } else {
         ""
     }
+}
+
+/// WASI for polyglot guests: clocks and random work; there are no preopened
+/// directories, no environment, no arguments, no network; stdin is empty and stderr
+/// is kept (bounded) so a panic message can be reported; stdout is discarded.
+pub(crate) fn locked_down_wasi(stderr: &MemoryOutputPipe) -> wasmtime_wasi::WasiCtx {
+    WasiCtxBuilder::new()
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
 }

@@ -194,6 +194,10 @@ impl Default for WebSocketConfig {
     }
 }
 
+/// Longest tick interval an installation may have (the install API refuses longer);
+/// keeps every due-time computation far from overflow.
+pub const MAX_INTERVAL_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// The tick scheduler.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -18,6 +18,7 @@ use std::time::Duration;
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use plinth_host::lock::Recover;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -44,7 +45,7 @@ struct PerAddress(Mutex<HashMap<IpAddr, usize>>);
 impl PerAddress {
     /// A place for one more connection from `address`, if it has fewer than `cap`.
     fn take(self: &Arc<Self>, address: IpAddr, cap: usize) -> Option<AddressSlot> {
-        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.0.lock().recover();
         let count = open.entry(address).or_insert(0);
         if *count >= cap {
             return None;
@@ -65,7 +66,7 @@ struct AddressSlot {
 
 impl Drop for AddressSlot {
     fn drop(&mut self) {
-        let mut open = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.counts.0.lock().recover();
         if let Some(count) = open.get_mut(&self.address) {
             *count -= 1;
             if *count == 0 {

@@ -6,13 +6,20 @@
 
 pub mod api;
 pub mod app;
+pub mod calls;
+pub mod components;
 pub mod config;
 pub mod connections;
+pub mod demo;
+pub mod installations;
+pub mod installer;
 pub mod metrics;
-pub mod openapi;
 pub mod registry;
 pub mod scheduler;
+pub mod schema;
+pub mod slots;
 pub mod store;
+pub mod tenants;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -109,8 +116,19 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthErro
     let task = serve(listener, api::router(app.clone()), stopped.clone());
     let metrics_task =
         metrics_listener.map(|l| serve(l, api::metrics_router(app.clone()), stopped));
-    let scheduler =
-        scheduler_enabled.then(|| tokio::spawn(scheduler::Scheduler::new(app.clone()).run()));
+    let scheduler = scheduler_enabled.then(|| {
+        let ticks = scheduler::Scheduler::new(scheduler::Ticking {
+            settings: app.config.scheduler.clone(),
+            claims: app.config.claims_ticks(),
+            node_id: app.node_id.clone(),
+            registry: app.registry.clone(),
+            installations: app.installations.clone(),
+            calls: app.calls.clone(),
+            broadcast: app.backends().broadcast.clone(),
+            metrics: app.metrics.clone(),
+        });
+        tokio::spawn(ticks.run())
+    });
     tracing::info!(%addr, ?metrics_addr, node = %app.node_id, "plinth serving");
     Ok(RunningServer {
         addr,
@@ -223,7 +241,7 @@ pub struct Demo {
 /// Safe to run at every start: what exists is kept, newer builds are upgraded to.
 pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, PlinthError> {
     const TENANT: &str = "demo";
-    match app.create_tenant(TENANT, "Demo company").await {
+    match app.tenants.create(TENANT, "Demo company").await {
         Ok(_) => {}
         Err(e) if e.code == ErrorCode::Conflict => {}
         Err(e) => return Err(e),
@@ -236,48 +254,42 @@ pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, P
         "demo",
     )
     .await?;
-    plinth_host::demo::seed(app.backends().db.as_ref(), TENANT, registry::now_ms())
+    demo::seed(app.backends().db.as_ref(), TENANT, registry::now_ms())
         .await
         .map_err(|e| PlinthError::new(ErrorCode::Unavailable, format!("demo data: {e}")))?;
     let mut installations = Vec::new();
     for bytes in components {
-        let uploaded = app.upload(TENANT, bytes).await?;
+        let uploaded = app.components.upload(TENANT, bytes).await?;
         let id = uploaded.component.extension.clone();
-        let grants = uploaded.component.descriptor["capabilities"]
-            .as_array()
-            .map(|caps| {
-                caps.iter()
-                    .filter_map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .unwrap_or_default();
+        let grants = uploaded.component.descriptor.capabilities.join(",");
         match app.registry.installation(TENANT, &id).await {
             Ok(existing) if existing.component == uploaded.component.hash => {}
             Ok(_) => {
-                app.upgrade(
-                    TENANT,
-                    &id,
-                    serde_json::from_value(json!({
-                        "component": uploaded.component.hash,
-                        "grants": grants,
-                    }))
-                    .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?,
-                )
-                .await?;
+                app.installer
+                    .upgrade(
+                        TENANT,
+                        &id,
+                        serde_json::from_value(json!({
+                            "component": uploaded.component.hash,
+                            "grants": grants,
+                        }))
+                        .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?,
+                    )
+                    .await?;
             }
             Err(e) if e.code == ErrorCode::NotFound => {
-                app.install(
-                    TENANT,
-                    serde_json::from_value(json!({
-                        "id": id,
-                        "component": uploaded.component.hash,
-                        "grants": grants,
-                    }))
-                    .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?,
-                    true,
-                )
-                .await?;
+                app.installer
+                    .install(
+                        TENANT,
+                        serde_json::from_value(json!({
+                            "id": id,
+                            "component": uploaded.component.hash,
+                            "grants": grants,
+                        }))
+                        .map_err(|e| PlinthError::new(ErrorCode::Internal, e.to_string()))?,
+                        true,
+                    )
+                    .await?;
             }
             Err(e) => return Err(e),
         }

@@ -168,6 +168,20 @@ impl Metrics {
         h.memory.observe(receipt.peak_memory_bytes as f64);
     }
 
+    /// Counts a compilation running until the guard is dropped.
+    pub fn compile_started(&self) -> CompileRunning<'_> {
+        self.compiles_running.fetch_add(1, Ordering::Relaxed);
+        CompileRunning(self)
+    }
+
+    pub fn installation_parked(&self) {
+        self.installations_parked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn ws_refused(&self) {
+        self.ws_rejected.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn record_lateness(&self, seconds: f64) {
         self.histograms
             .lock()
@@ -353,5 +367,14 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+/// A compilation counted in `plinth_compiles_running` while it lives.
+pub struct CompileRunning<'a>(&'a Metrics);
+
+impl Drop for CompileRunning<'_> {
+    fn drop(&mut self) {
+        self.0.compiles_running.fetch_sub(1, Ordering::Relaxed);
     }
 }

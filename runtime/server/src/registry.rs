@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use plinth_host::{ErrorCode, Limits, PlinthError, TenantQuota};
+use plinth_host::lock::Recover;
+use plinth_host::{Descriptor, ErrorCode, Grants, Limits, PlinthError, TenantQuota, World};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -35,7 +36,7 @@ pub const UNKNOWN_TOKEN_ENTRIES: usize = 10_000;
 pub const TOKEN_PREFIX: &str = "plt_";
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// Runs the server: creates tenants, sets quotas, sees every tenant.
@@ -66,7 +67,7 @@ impl Role {
 }
 
 /// Who a request acts as.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     pub role: Role,
     /// The tenant of a tenant-admin or viewer token; none for an operator.
@@ -79,7 +80,7 @@ pub struct Principal {
 }
 
 /// A token as listed: never its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TokenInfo {
     pub id: String,
     pub role: Role,
@@ -94,7 +95,7 @@ pub struct TokenInfo {
 }
 
 /// What deleting a tenant removed from the metadata database.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct TenantRemoval {
     pub tokens: u64,
     pub installations: u64,
@@ -102,7 +103,7 @@ pub struct TenantRemoval {
     pub dashboards: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: String,
     pub name: String,
@@ -112,25 +113,31 @@ pub struct Tenant {
 }
 
 /// One uploaded component version of a tenant.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ComponentVersion {
+    /// SHA-256 of the component's bytes.
     pub hash: String,
+    /// The extension's id, from its descriptor.
     pub extension: String,
     pub version: String,
-    pub world: String,
-    pub descriptor: Value,
+    pub world: World,
+    pub descriptor: Descriptor,
     pub size: i64,
     pub uploaded_ms: i64,
 }
 
 /// A component version installed for a tenant, with its config, grants and limits.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Installation {
     pub tenant: String,
     pub id: String,
     pub component: String,
+    #[schema(value_type = Object)]
     pub config: Value,
-    pub grants: String,
+    /// What the installation may use: `cache,db:write,broadcast,log`.
+    #[serde(serialize_with = "grants_text")]
+    #[schema(value_type = String, example = "cache,db,log")]
+    pub grants: Grants,
     pub limits: Limits,
     pub tick_interval_ms: Option<u64>,
     pub enabled: bool,
@@ -141,9 +148,10 @@ pub struct Installation {
 }
 
 /// One widget on a dashboard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tile {
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
     pub installation: String,
     #[serde(default)]
     pub x: u32,
@@ -159,7 +167,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Dashboard {
     pub name: String,
     pub tiles: Vec<Tile>,
@@ -213,6 +221,24 @@ fn text(row: &Row, i: usize) -> String {
 
 fn int(row: &Row, i: usize) -> i64 {
     row[i].int().unwrap_or_default()
+}
+
+pub fn grants_text<S: serde::Serializer>(
+    grants: &Grants,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(grants)
+}
+
+/// A typed column kept as JSON text; a row that does not read back is an internal
+/// error naming it, not a default.
+fn typed<T: serde::de::DeserializeOwned>(
+    row: &Row,
+    i: usize,
+    what: &str,
+) -> Result<T, PlinthError> {
+    serde_json::from_str(row[i].text().unwrap_or("null"))
+        .map_err(|e| internal(format!("stored {what} does not read back: {e}")))
 }
 
 fn json(row: &Row, i: usize) -> Value {
@@ -541,7 +567,7 @@ impl Registry {
         let remembered = self
             .tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .get(hash)
             .filter(|(at, _)| at.elapsed() < memory)
             .map(|(_, principal)| principal.clone());
@@ -551,7 +577,7 @@ impl Registry {
                 let known_unknown = self
                     .unknown
                     .lock()
-                    .unwrap_or_else(|p| p.into_inner())
+                    .recover()
                     .get(hash)
                     .is_some_and(|at| at.elapsed() < memory);
                 if known_unknown {
@@ -599,7 +625,7 @@ impl Registry {
             ))
         });
         let Some((principal, last_used_ms)) = found else {
-            let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+            let mut unknown = self.unknown.lock().recover();
             make_room(&mut unknown, UNKNOWN_TOKEN_ENTRIES, |at| *at);
             unknown.insert(hash.to_owned(), Instant::now());
             return Ok(None);
@@ -621,7 +647,7 @@ impl Registry {
                 tracing::warn!("noting a token's last use: {}", e.message);
             }
         }
-        let mut tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tokens = self.tokens.lock().recover();
         make_room(&mut tokens, TOKEN_CACHE_ENTRIES, |(at, _)| *at);
         tokens.insert(hash.to_owned(), (Instant::now(), principal.clone()));
         Ok(Some(principal))
@@ -704,7 +730,7 @@ impl Registry {
     fn forget_tokens(&self, which: impl Fn(&Principal) -> bool) {
         self.tokens
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .retain(|_, (_, principal)| !which(principal));
     }
 
@@ -733,8 +759,10 @@ impl Registry {
                     version.hash.clone().into(),
                     version.extension.clone().into(),
                     version.version.clone().into(),
-                    version.world.clone().into(),
-                    version.descriptor.to_string().into(),
+                    version.world.as_str().into(),
+                    serde_json::to_string(&version.descriptor)
+                        .map_err(|e| internal(e.to_string()))?
+                        .into(),
                     version.size.into(),
                     version.uploaded_ms.into(),
                 ],
@@ -743,16 +771,17 @@ impl Registry {
         Ok(())
     }
 
-    fn component_of(row: &Row) -> ComponentVersion {
-        ComponentVersion {
+    fn component_of(row: &Row) -> Result<ComponentVersion, PlinthError> {
+        Ok(ComponentVersion {
             hash: text(row, 0),
             extension: text(row, 1),
             version: text(row, 2),
-            world: text(row, 3),
-            descriptor: json(row, 4),
+            world: serde_json::from_value(Value::String(text(row, 3)))
+                .map_err(|e| internal(format!("stored world does not read back: {e}")))?,
+            descriptor: typed(row, 4, "descriptor")?,
             size: int(row, 5),
             uploaded_ms: int(row, 6),
-        }
+        })
     }
 
     pub async fn component(
@@ -769,12 +798,11 @@ impl Registry {
             .await?
             .first()
             .map(Self::component_of)
-            .ok_or_else(|| not_found(format!("tenant {tenant} has no component sha256:{hash}")))
+            .ok_or_else(|| not_found(format!("tenant {tenant} has no component sha256:{hash}")))?
     }
 
     pub async fn components(&self, tenant: &str) -> Result<Vec<ComponentVersion>, PlinthError> {
-        Ok(self
-            .store
+        self.store
             .query(
                 "SELECT hash, extension, version, world, descriptor, size, uploaded_ms
                  FROM components WHERE tenant = $1 ORDER BY extension, uploaded_ms",
@@ -783,7 +811,7 @@ impl Registry {
             .await?
             .iter()
             .map(Self::component_of)
-            .collect())
+            .collect()
     }
 
     pub async fn blob(&self, hash: &str) -> Result<Vec<u8>, PlinthError> {
@@ -807,7 +835,8 @@ impl Registry {
             id: text(row, 1),
             component: text(row, 2),
             config: json(row, 3),
-            grants: text(row, 4),
+            // Stored grants that no longer parse grant nothing: deny by default.
+            grants: text(row, 4).parse().unwrap_or_default(),
             limits: serde_json::from_str(row[5].text().unwrap_or("{}")).unwrap_or_default(),
             tick_interval_ms: row[6].int().map(|v| v as u64),
             enabled: int(row, 7) != 0,
@@ -844,7 +873,7 @@ impl Registry {
             i.id.clone().into(),
             i.component.clone().into(),
             i.config.to_string().into(),
-            i.grants.clone().into(),
+            i.grants.to_string().into(),
             serde_json::to_string(&i.limits)
                 .map_err(|e| internal(e.to_string()))?
                 .into(),

@@ -15,12 +15,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use plinth_host::Call;
+use plinth_host::capability::broadcast::BroadcastBackend;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
-use crate::app::App;
-use crate::registry::{Installation, now_ms};
+use crate::calls::Calls;
+use crate::config::{MAX_INTERVAL_MS, SchedulerConfig};
+use crate::installations::Installations;
+use crate::metrics::Metrics;
+use crate::registry::{Installation, Registry, now_ms};
 
 /// How often the scheduler rereads installations without being told of a change
 /// (changes made on other nodes).
@@ -37,10 +41,6 @@ struct Entry {
     next_due: i64,
     sequence: u64,
 }
-
-/// Longest tick interval an installation may have (the install API refuses longer);
-/// keeps every due-time computation far from overflow.
-pub const MAX_INTERVAL_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// The phase of an installation within its interval: the same on every node, whatever
 /// toolchain built it (SHA-256, not the standard library's unspecified hasher).
@@ -75,15 +75,29 @@ struct State {
     running_per_tenant: HashMap<String, usize>,
 }
 
+/// What the scheduler works with: the installations that tick, the calls it makes, where
+/// it claims ticks and pushes views.
+pub struct Ticking {
+    pub settings: SchedulerConfig,
+    /// Whether ticks are claimed in the metadata database (nodes share it).
+    pub claims: bool,
+    pub node_id: String,
+    pub registry: Arc<Registry>,
+    pub installations: Arc<Installations>,
+    pub calls: Arc<Calls>,
+    pub broadcast: Arc<dyn BroadcastBackend>,
+    pub metrics: Arc<Metrics>,
+}
+
 pub struct Scheduler {
-    app: Arc<App>,
+    app: Ticking,
     state: Mutex<State>,
     /// Woken when a tick ends and frees a slot.
     slot_freed: tokio::sync::Notify,
 }
 
 impl Scheduler {
-    pub fn new(app: Arc<App>) -> Arc<Self> {
+    pub fn new(app: Ticking) -> Arc<Self> {
         Arc::new(Scheduler {
             app,
             state: Mutex::default(),
@@ -103,7 +117,7 @@ impl Scheduler {
             }
             let wait = self.dispatch().await;
             tokio::select! {
-                _ = self.app.schedule_changed.notified() => {
+                _ = self.app.installations.next_change() => {
                     last_reload = Instant::now() - RELOAD_EVERY;
                 }
                 _ = self.slot_freed.notified() => {}
@@ -116,7 +130,7 @@ impl Scheduler {
     /// whose interval did not change.
     async fn reload(&self) -> Result<(), plinth_host::PlinthError> {
         let ticking = self.app.registry.ticking().await?;
-        let jitter = self.app.config.scheduler.jitter;
+        let jitter = self.app.settings.jitter;
         let now = now_ms();
         let mut state = self.state.lock().await;
         let mut entries = HashMap::with_capacity(ticking.len());
@@ -163,7 +177,7 @@ impl Scheduler {
     /// to sleep before the next due tick.
     async fn dispatch(self: &Arc<Self>) -> Duration {
         let now = now_ms();
-        let config = &self.app.config.scheduler;
+        let config = &self.app.settings;
         let mut state = self.state.lock().await;
         let state = &mut *state;
         while let Some((&(due, ref tenant, ref id), ())) = state.due.first_key_value() {
@@ -259,7 +273,7 @@ impl Scheduler {
 
     async fn tick(self: Arc<Self>, installation: Installation, sequence: u64, due: i64) {
         let key = (installation.tenant.clone(), installation.id.clone());
-        let claimed = if self.app.config.claims_ticks() {
+        let claimed = if self.app.claims {
             match self
                 .app
                 .registry
@@ -302,7 +316,7 @@ impl Scheduler {
             sequence,
             scheduled_at_ms: due as u64,
         };
-        let ticked = match self.app.call(installation, tick).await {
+        let ticked = match self.app.calls.call(installation, tick).await {
             Ok(report) => report.outcome.is_ok(),
             Err(error) => {
                 tracing::debug!(%error, "tick refused");
@@ -312,15 +326,21 @@ impl Scheduler {
         if !ticked {
             return;
         }
-        let Ok(report) = self.app.render(installation, Vec::new()).await else {
+        let Ok(report) = self.app.calls.render(installation, Vec::new()).await else {
             return;
         };
-        let Ok(views) = report.outcome else {
+        let Ok(rendered) = report.outcome else {
             return;
+        };
+        let views = match serde_json::from_str::<serde_json::Value>(rendered.views().get()) {
+            Ok(views) => views,
+            Err(error) => {
+                tracing::warn!(%error, "a widget's views did not read back");
+                return;
+            }
         };
         let published = self
             .app
-            .backends()
             .broadcast
             .publish(
                 &installation.tenant,
@@ -329,7 +349,7 @@ impl Scheduler {
                     "type": "views",
                     "installation": installation.id,
                     "sequence": sequence,
-                    "views": views["views"],
+                    "views": views,
                 }),
             )
             .await;

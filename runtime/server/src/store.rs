@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use plinth_host::lock::Recover;
 use plinth_host::{ErrorCode, PlinthError};
 use tokio_postgres::types::{IsNull, ToSql, Type, to_sql_checked};
 
@@ -116,7 +117,7 @@ impl SqliteStore {
     ) -> Result<T, PlinthError> {
         let connection = self.connection.clone();
         tokio::task::spawn_blocking(move || {
-            let connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+            let connection = connection.lock().recover();
             work(&connection)
         })
         .await

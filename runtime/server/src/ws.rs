@@ -27,13 +27,17 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use plinth_host::capability::broadcast::BroadcastBackend;
+use plinth_host::lock::Recover;
 use plinth_host::{ErrorCode, PlinthError};
 use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
-use crate::app::App;
+use crate::config::WebSocketConfig;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
 use crate::registry::{Principal, Role, TOKEN_MEMORY, now_ms};
 
 /// Close code for a connection closed for falling behind.
@@ -75,23 +79,17 @@ struct Farewell {
 
 impl Connection {
     /// Queues a message, or marks the connection a slow consumer.
-    fn offer(&self, app: &App, text: Utf8Bytes) {
+    fn offer(&self, metrics: &Metrics, text: Utf8Bytes) {
         if self.overflowed.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            app.metrics
-                .ws_messages_dropped
-                .fetch_add(1, Ordering::Relaxed);
+            metrics.ws_messages_dropped.fetch_add(1, Ordering::Relaxed);
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(text) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            app.metrics
-                .ws_messages_dropped
-                .fetch_add(1, Ordering::Relaxed);
+            metrics.ws_messages_dropped.fetch_add(1, Ordering::Relaxed);
             if !self.overflowed.swap(true, Ordering::Relaxed) {
-                app.metrics
-                    .ws_slow_consumers
-                    .fetch_add(1, Ordering::Relaxed);
+                metrics.ws_slow_consumers.fetch_add(1, Ordering::Relaxed);
                 self.close_with(
                     CLOSE_SLOW_CONSUMER,
                     false,
@@ -114,7 +112,7 @@ impl Connection {
         reason: &'static str,
         notice: serde_json::Value,
     ) {
-        let mut closing = self.closing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut closing = self.closing.lock().recover();
         if closing.is_none() {
             *closing = Some(Farewell {
                 code,
@@ -130,7 +128,7 @@ impl Connection {
     fn interrupts(&self) -> bool {
         self.closing
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .as_ref()
             .is_some_and(|f| !f.after_queue)
     }
@@ -153,8 +151,12 @@ struct OpenSocket {
 
 /// The node's subscriptions: one relay per (tenant, topic), shared by every local
 /// subscriber of that topic; and its open sockets.
-#[derive(Default)]
 pub struct Hub {
+    settings: WebSocketConfig,
+    /// Where tokens are re-checked and topics' installations and dashboards looked up.
+    registry: Arc<Registry>,
+    broadcast: Arc<dyn BroadcastBackend>,
+    metrics: Arc<Metrics>,
     /// Relays by tenant, then topic.
     relays: Mutex<HashMap<String, HashMap<String, Relay>>>,
     sockets: Mutex<HashMap<u64, OpenSocket>>,
@@ -164,28 +166,40 @@ pub struct Hub {
 /// A socket's place on this node, taken before the upgrade so that sockets racing
 /// each other cannot pass the caps together; given back when dropped.
 pub struct Seat {
-    app: Arc<App>,
+    hub: Arc<Hub>,
     id: u64,
 }
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.app
-            .hub
-            .sockets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&self.id);
+        self.hub.sockets.lock().recover().remove(&self.id);
     }
 }
 
 impl Hub {
+    pub fn new(
+        settings: WebSocketConfig,
+        registry: Arc<Registry>,
+        broadcast: Arc<dyn BroadcastBackend>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Hub {
+            settings,
+            registry,
+            broadcast,
+            metrics,
+            relays: Mutex::default(),
+            sockets: Mutex::default(),
+            next_id: AtomicU64::new(0),
+        }
+    }
+
     /// A seat for a socket of `principal`, unless its token or tenant holds as many
     /// sockets as `websocket.max_sockets_per_token` / `max_sockets_per_tenant` allow.
-    pub fn seat(app: &Arc<App>, principal: &Principal) -> Result<Seat, PlinthError> {
-        let settings = &app.config.websocket;
-        let hub = &app.hub;
-        let mut sockets = hub.sockets.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn seat(self: &Arc<Self>, principal: &Principal) -> Result<Seat, PlinthError> {
+        let settings = &self.settings;
+        let hub = self;
+        let mut sockets = hub.sockets.lock().recover();
         let (mut of_token, mut of_tenant) = (0, 0);
         for socket in sockets.values() {
             of_token += usize::from(socket.token_id == principal.token_id);
@@ -219,18 +233,13 @@ impl Hub {
             },
         );
         Ok(Seat {
-            app: app.clone(),
+            hub: self.clone(),
             id,
         })
     }
 
     fn attach(&self, seat: &Seat, connection: Arc<Connection>) {
-        if let Some(socket) = self
-            .sockets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get_mut(&seat.id)
-        {
+        if let Some(socket) = self.sockets.lock().recover().get_mut(&seat.id) {
             // Revoked between the token check and the upgrade: the revocation found no
             // connection to close, so it is closed now instead of living on.
             if let Some(why) = socket.revoked {
@@ -242,24 +251,23 @@ impl Hub {
 
     /// Sockets open on this node.
     pub fn socket_count(&self) -> usize {
-        self.sockets.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.sockets.lock().recover().len()
     }
 
     fn join(
-        &self,
-        app: &Arc<App>,
+        self: &Arc<Self>,
         tenant: &str,
         topic: &str,
         id: u64,
         connection: Arc<Connection>,
     ) -> Result<(), PlinthError> {
-        let mut relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
+        let mut relays = self.relays.lock().recover();
         let topics = relays.entry(tenant.to_owned()).or_default();
         if let Some(relay) = topics.get_mut(topic) {
             relay.connections.insert(id, connection);
             return Ok(());
         }
-        let max = app.config.websocket.max_topics_per_tenant;
+        let max = self.settings.max_topics_per_tenant;
         if topics.len() >= max {
             return Err(PlinthError::new(
                 ErrorCode::QuotaExceeded,
@@ -273,14 +281,14 @@ impl Hub {
             topic.to_owned(),
             Relay {
                 connections: HashMap::from([(id, connection)]),
-                task: tokio::spawn(relay(app.clone(), tenant.to_owned(), topic.to_owned())),
+                task: tokio::spawn(relay(self.clone(), tenant.to_owned(), topic.to_owned())),
             },
         );
         Ok(())
     }
 
     fn leave(&self, tenant: &str, topic: &str, id: u64) {
-        let mut relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
+        let mut relays = self.relays.lock().recover();
         let Some(topics) = relays.get_mut(tenant) else {
             return;
         };
@@ -297,7 +305,7 @@ impl Hub {
     }
 
     fn targets(&self, tenant: &str, topic: &str) -> Vec<Arc<Connection>> {
-        let relays = self.relays.lock().unwrap_or_else(|p| p.into_inner());
+        let relays = self.relays.lock().recover();
         relays
             .get(tenant)
             .and_then(|topics| topics.get(topic))
@@ -309,7 +317,7 @@ impl Hub {
     pub fn relay_count(&self) -> usize {
         self.relays
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .values()
             .map(HashMap::len)
             .sum()
@@ -318,7 +326,7 @@ impl Hub {
     /// Closes the sockets `which` matches with [`CLOSE_REVOKED`]; one not yet attached
     /// is closed when it attaches.
     fn revoke(&self, which: impl Fn(&OpenSocket) -> bool, why: &'static str) {
-        let mut sockets = self.sockets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sockets = self.sockets.lock().recover();
         for socket in sockets.values_mut().filter(|s| which(s)) {
             match &socket.connection {
                 Some(connection) => close_revoked(connection, why),
@@ -334,11 +342,7 @@ impl Hub {
 
     /// Stops relaying a deleted tenant's topics and closes its sockets on this node.
     pub fn drop_tenant(&self, tenant: &str) {
-        let dropped = self
-            .relays
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
+        let dropped = self.relays.lock().recover().remove(tenant);
         for relay in dropped.into_iter().flat_map(HashMap::into_values) {
             relay.task.abort();
         }
@@ -362,7 +366,7 @@ fn close_revoked(connection: &Connection, why: &str) {
 /// its tenant deleted on any node (seen through the shared metadata database), or
 /// expired (checked at `expires_ms` itself, not only at the next round).
 async fn watch_token(
-    app: Arc<App>,
+    hub: Arc<Hub>,
     token_hash: String,
     expires_ms: Option<i64>,
     connection: Arc<Connection>,
@@ -375,7 +379,7 @@ async fn watch_token(
             wait = wait.min(Duration::from_millis(left));
         }
         tokio::time::sleep(wait).await;
-        match app
+        match hub
             .registry
             .principal_of_hash(&token_hash, TOKEN_MEMORY - TOKEN_RECHECK)
             .await
@@ -399,8 +403,8 @@ async fn watch_token(
 }
 
 /// Forwards one tenant topic from the broadcast backend to local connections.
-async fn relay(app: Arc<App>, tenant: String, topic: String) {
-    let mut receiver = app.backends().broadcast.subscribe(&tenant, &topic);
+async fn relay(hub: Arc<Hub>, tenant: String, topic: String) {
+    let mut receiver = hub.broadcast.subscribe(&tenant, &topic);
     loop {
         let text = match receiver.recv().await {
             Ok(message) => Utf8Bytes::from(
@@ -408,7 +412,7 @@ async fn relay(app: Arc<App>, tenant: String, topic: String) {
             ),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 // The relay itself fell behind the backend: tell clients to refetch.
-                app.metrics
+                hub.metrics
                     .ws_messages_dropped
                     .fetch_add(missed, Ordering::Relaxed);
                 Utf8Bytes::from(
@@ -417,8 +421,8 @@ async fn relay(app: Arc<App>, tenant: String, topic: String) {
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         };
-        for connection in app.hub.targets(&tenant, &topic) {
-            connection.offer(&app, text.clone());
+        for connection in hub.targets(&tenant, &topic) {
+            connection.offer(&hub.metrics, text.clone());
         }
     }
 }
@@ -447,7 +451,7 @@ fn error_text(error: &PlinthError) -> Utf8Bytes {
 
 /// Checks that `principal` may subscribe to `topic` of `tenant`.
 async fn check_topic(
-    app: &App,
+    registry: &Registry,
     principal: &Principal,
     tenant: Option<String>,
     topic: &str,
@@ -471,9 +475,9 @@ async fn check_topic(
     };
     let exists = match topic.split_once('/') {
         Some(("widget" | "installation", id)) => {
-            app.registry.installation(&tenant, id).await.map(|_| ())
+            registry.installation(&tenant, id).await.map(|_| ())
         }
-        Some(("dashboard", name)) => app.registry.dashboard(&tenant, name).await.map(|_| ()),
+        Some(("dashboard", name)) => registry.dashboard(&tenant, name).await.map(|_| ()),
         Some(_) => Err(PlinthError::new(
             ErrorCode::InvalidRequest,
             format!("unknown topic kind in {topic:?}: widget/, installation/ or dashboard/"),
@@ -485,7 +489,7 @@ async fn check_topic(
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'));
             if ok {
-                app.registry.tenant(&tenant).await.map(|_| ())
+                registry.tenant(&tenant).await.map(|_| ())
             } else {
                 Err(PlinthError::new(
                     ErrorCode::InvalidRequest,
@@ -504,15 +508,10 @@ async fn check_topic(
 async fn farewell(
     sink: &mut SplitSink<WebSocket, Message>,
     outgoing: &mut mpsc::Receiver<Utf8Bytes>,
-    app: &App,
+    metrics: &Metrics,
     connection: &Connection,
 ) {
-    let Some(mut farewell) = connection
-        .closing
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    else {
+    let Some(mut farewell) = connection.closing.lock().recover().take() else {
         return;
     };
     if farewell.code == CLOSE_SLOW_CONSUMER {
@@ -522,7 +521,7 @@ async fn farewell(
         if farewell.after_queue {
             while let Ok(text) = outgoing.try_recv() {
                 sink.send(Message::Text(text)).await?;
-                app.metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
+                metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
             }
         }
         sink.send(Message::Text(farewell.notice.to_string().into()))
@@ -572,13 +571,13 @@ async fn linger(stream: &mut SplitStream<WebSocket>) {
 /// socket caps, held until it ends; `token_hash` ([`crate::registry::token_hash`]) names
 /// the token it was opened with, re-checked while it is open.
 pub async fn serve(
-    app: Arc<App>,
+    hub: Arc<Hub>,
     principal: Principal,
     token_hash: String,
     socket: WebSocket,
     seat: Seat,
 ) {
-    let settings = app.config.websocket.clone();
+    let settings = hub.settings.clone();
     let id = seat.id;
     let (queue, mut outgoing) = mpsc::channel::<Utf8Bytes>(settings.queue_messages);
     let connection = Arc::new(Connection {
@@ -588,14 +587,14 @@ pub async fn serve(
         closing: Mutex::new(None),
         wake: Notify::new(),
     });
-    app.hub.attach(&seat, connection.clone());
+    hub.attach(&seat, connection.clone());
     let watcher = tokio::spawn(watch_token(
-        app.clone(),
+        hub.clone(),
         token_hash,
         principal.expires_ms,
         connection.clone(),
     ));
-    app.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    hub.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();
     let subscriptions: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let last_heard = Arc::new(Mutex::new(Instant::now()));
@@ -603,8 +602,8 @@ pub async fn serve(
     // Reads client messages: subscriptions, pings, the rate limit. Ends with whether the
     // server is closing the connection, and hands the stream back for the lingering.
     let reader = {
-        let (app, connection, subscriptions, last_heard) = (
-            app.clone(),
+        let (hub, connection, subscriptions, last_heard) = (
+            hub.clone(),
             connection.clone(),
             subscriptions.clone(),
             last_heard.clone(),
@@ -633,7 +632,7 @@ pub async fn serve(
                     }
                     Err(_) => return (false, stream),
                 };
-                *last_heard.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                *last_heard.lock().recover() = Instant::now();
                 if let Message::Close(_) = message {
                     return (false, stream);
                 }
@@ -660,7 +659,7 @@ pub async fn serve(
                     Message::Text(text) => text,
                     Message::Binary(_) => {
                         connection.offer(
-                            &app,
+                            &hub.metrics,
                             error_text(&PlinthError::new(
                                 ErrorCode::InvalidRequest,
                                 "messages are JSON text",
@@ -677,11 +676,10 @@ pub async fn serve(
                     )),
                     Ok(ClientMessage::Ping) => Utf8Bytes::from_static("{\"type\":\"pong\"}"),
                     Ok(ClientMessage::Subscribe { topic, tenant }) => {
-                        match check_topic(&app, &principal, tenant, &topic).await {
+                        match check_topic(&hub.registry, &principal, tenant, &topic).await {
                             Err(e) => error_text(&e),
                             Ok(tenant) => {
-                                let mut subscribed =
-                                    subscriptions.lock().unwrap_or_else(|p| p.into_inner());
+                                let mut subscribed = subscriptions.lock().recover();
                                 let key = (tenant.clone(), topic.clone());
                                 if subscribed.contains(&key) {
                                     Utf8Bytes::from(
@@ -696,13 +694,7 @@ pub async fn serve(
                                         ),
                                     ))
                                 } else {
-                                    match app.hub.join(
-                                        &app,
-                                        &tenant,
-                                        &topic,
-                                        id,
-                                        connection.clone(),
-                                    ) {
+                                    match hub.join(&tenant, &topic, id, connection.clone()) {
                                         Ok(()) => {
                                             subscribed.insert(key);
                                             Utf8Bytes::from(
@@ -720,13 +712,13 @@ pub async fn serve(
                         let tenant = tenant.or(principal.tenant.clone()).unwrap_or_default();
                         subscriptions
                             .lock()
-                            .unwrap_or_else(|p| p.into_inner())
+                            .recover()
                             .remove(&(tenant.clone(), topic.clone()));
-                        app.hub.leave(&tenant, &topic, id);
+                        hub.leave(&tenant, &topic, id);
                         Utf8Bytes::from(json!({"type": "unsubscribed", "topic": topic}).to_string())
                     }
                 };
-                connection.offer(&app, reply);
+                connection.offer(&hub.metrics, reply);
             }
             (false, stream)
         }
@@ -734,7 +726,7 @@ pub async fn serve(
 
     // Writes queued messages and heartbeats; says goodbye when the connection is closed.
     let writer = {
-        let (app, connection, last_heard) = (app.clone(), connection.clone(), last_heard.clone());
+        let (hub, connection, last_heard) = (hub.clone(), connection.clone(), last_heard.clone());
         async move {
             let mut heartbeat = tokio::time::interval(settings.heartbeat);
             heartbeat.tick().await;
@@ -742,7 +734,7 @@ pub async fn serve(
                 tokio::select! {
                     biased;
                     _ = connection.wake.notified() => {
-                        farewell(&mut sink, &mut outgoing, &app, &connection).await;
+                        farewell(&mut sink, &mut outgoing, &hub.metrics, &connection).await;
                         return;
                     }
                     next = outgoing.recv() => {
@@ -769,18 +761,18 @@ pub async fn serve(
                         };
                         match sent {
                             Some(Ok(())) => {
-                                app.metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
+                                hub.metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
                             }
                             Some(Err(_)) => return,
                             None => {}
                         }
                         if woken {
-                            farewell(&mut sink, &mut outgoing, &app, &connection).await;
+                            farewell(&mut sink, &mut outgoing, &hub.metrics, &connection).await;
                             return;
                         }
                     }
                     _ = heartbeat.tick() => {
-                        let silent = last_heard.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
+                        let silent = last_heard.lock().recover().elapsed();
                         if silent > settings.heartbeat * 3 {
                             let _ = tokio::time::timeout(FAREWELL, sink.close()).await;
                             return;
@@ -809,13 +801,9 @@ pub async fn serve(
         _ = &mut writer => {}
     }
     watcher.abort();
-    for (tenant, topic) in subscriptions
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .drain()
-    {
-        app.hub.leave(&tenant, &topic, id);
+    for (tenant, topic) in subscriptions.lock().recover().drain() {
+        hub.leave(&tenant, &topic, id);
     }
-    app.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    hub.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
     drop(seat);
 }

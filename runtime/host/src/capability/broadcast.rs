@@ -10,10 +10,32 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::broadcast;
 
-use super::{BackendError, Capability, check_name};
-use crate::bindings::WitError;
-use crate::bindings::plinth::extension::broadcast as wit;
-use crate::state::{CapView, Publication};
+use crate::capability::view::{CapView, Publication};
+use crate::contract::WitError;
+use crate::contract::broadcast as wit;
+use crate::error::BackendError;
+use crate::grant::Capability;
+use crate::lock::Recover;
+use crate::scope::check_name;
+use wasmtime::component::{HasData, Linker};
+
+/// A store's data as the `broadcast` capability sees it; the linker's getter.
+pub trait BroadcastView: Send {
+    fn broadcast(&mut self) -> CapView<'_, dyn BroadcastBackend>;
+}
+
+/// Marks the data the `broadcast` host functions get ([`HasData`]).
+struct BroadcastData;
+
+impl HasData for BroadcastData {
+    type Data<'a> = CapView<'a, dyn BroadcastBackend>;
+}
+
+/// Links `plinth:extension/broadcast` into `linker`, its host functions given the view
+/// [`BroadcastView`] takes of the store's data.
+pub fn add_to_linker<T: BroadcastView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, BroadcastData>(linker, T::broadcast)
+}
 
 /// Longest topic name a guest may use, in bytes.
 pub const MAX_TOPIC_BYTES: usize = 100;
@@ -64,7 +86,7 @@ pub struct InProcessHub {
 
 impl InProcessHub {
     fn sender(&self, tenant: &str, topic: &str) -> broadcast::Sender<Message> {
-        let mut topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let mut topics = self.topics.lock().recover();
         // Channels nobody listens to any more are dropped as we go, so the map stays
         // as large as the set of live subscriptions.
         topics.retain(|_, sender| sender.receiver_count() > 0);
@@ -84,7 +106,7 @@ impl BroadcastBackend for InProcessHub {
         payload: serde_json::Value,
     ) -> Result<(), BackendError> {
         let sender = {
-            let topics = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+            let topics = self.topics.lock().recover();
             topics.get(&(tenant.to_owned(), topic.to_owned())).cloned()
         };
         if let Some(sender) = sender {
@@ -105,7 +127,7 @@ impl BroadcastBackend for InProcessHub {
     fn drop_tenant(&self, tenant: &str) {
         self.topics
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .retain(|(owner, _), _| owner != tenant);
     }
 }

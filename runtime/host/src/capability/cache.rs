@@ -10,10 +10,31 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use serde::Serialize;
 
-use super::{BackendError, Capability, check_name};
-use crate::bindings::WitError;
-use crate::bindings::plinth::extension::cache as wit;
-use crate::state::CapView;
+use crate::capability::view::CapView;
+use crate::contract::WitError;
+use crate::contract::cache as wit;
+use crate::error::BackendError;
+use crate::grant::Capability;
+use crate::scope::check_name;
+use wasmtime::component::{HasData, Linker};
+
+/// A store's data as the `cache` capability sees it; the linker's getter.
+pub trait CacheView: Send {
+    fn cache(&mut self) -> CapView<'_, dyn CacheBackend>;
+}
+
+/// Marks the data the `cache` host functions get ([`HasData`]).
+struct CacheData;
+
+impl HasData for CacheData {
+    type Data<'a> = CapView<'a, dyn CacheBackend>;
+}
+
+/// Links `plinth:extension/cache` into `linker`, its host functions given the view
+/// [`CacheView`] takes of the store's data.
+pub fn add_to_linker<T: CacheView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, CacheData>(linker, T::cache)
+}
 
 /// Longest key a guest may use, in bytes.
 pub const MAX_KEY_BYTES: usize = 200;

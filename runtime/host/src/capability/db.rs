@@ -14,15 +14,36 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 
-use super::{BackendError, Capability};
-use crate::bindings::plinth::extension::db as wit;
-use crate::bindings::{WitError, WitValue};
-use crate::state::CapView;
+use crate::capability::view::CapView;
+use crate::contract::db as wit;
+use crate::contract::{WitError, WitValue};
+use crate::error::BackendError;
+use crate::grant::Capability;
+use wasmtime::component::{HasData, Linker};
+
+/// A store's data as the `db` capability sees it; the linker's getter.
+pub trait DbView: Send {
+    fn db(&mut self) -> CapView<'_, dyn DbBackend>;
+}
+
+/// Marks the data the `db` host functions get ([`HasData`]).
+struct DbData;
+
+impl HasData for DbData {
+    type Data<'a> = CapView<'a, dyn DbBackend>;
+}
+
+/// Links `plinth:extension/db` into `linker`, its host functions given the view
+/// [`DbView`] takes of the store's data.
+pub fn add_to_linker<T: DbView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, DbData>(linker, T::db)
+}
 
 /// Refuses a tenant id that is not a plain identifier ([`super::check_identifier`]): the
 /// backends build file paths and SQL identifiers from it.
 pub(crate) fn plain_tenant(tenant: &str) -> Result<(), BackendError> {
-    super::check_identifier("tenant", tenant).map_err(|e| BackendError::InvalidInput(e.message))
+    crate::scope::check_identifier("tenant", tenant)
+        .map_err(|e| BackendError::InvalidInput(e.message))
 }
 
 /// A typed value, both ways.

@@ -7,9 +7,30 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::{Capability, Scope};
-use crate::bindings::plinth::extension::log as wit;
-use crate::state::{CapView, LogLine};
+use crate::capability::view::{CapView, LogLine};
+use crate::contract::log as wit;
+use crate::grant::Capability;
+use crate::lock::Recover;
+use crate::scope::Scope;
+use wasmtime::component::{HasData, Linker};
+
+/// A store's data as the `log` capability sees it; the linker's getter.
+pub trait LogView: Send {
+    fn log(&mut self) -> CapView<'_, LogRing>;
+}
+
+/// Marks the data the `log` host functions get ([`HasData`]).
+struct LogData;
+
+impl HasData for LogData {
+    type Data<'a> = CapView<'a, LogRing>;
+}
+
+/// Links `plinth:extension/log` into `linker`, its host functions given the view
+/// [`LogView`] takes of the store's data.
+pub fn add_to_linker<T: LogView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+    wit::add_to_linker::<T, LogData>(linker, T::log)
+}
 
 /// Lines kept per installation; older lines are dropped first.
 pub const RING_LINES: usize = 1_000;
@@ -17,6 +38,7 @@ pub const RING_LINES: usize = 1_000;
 pub const MAX_LINE_BYTES: usize = 4_096;
 
 /// A line as the ring keeps it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StoredLine {
     pub at_ms: u64,
@@ -38,7 +60,7 @@ impl LogRing {
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut all = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.lines.lock().recover();
         let ring = all.entry(scope.clone()).or_default();
         for line in lines {
             if ring.len() == RING_LINES {
@@ -56,13 +78,13 @@ impl LogRing {
     pub fn drop_tenant(&self, tenant: &str) {
         self.lines
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .recover()
             .retain(|scope, _| scope.tenant != tenant);
     }
 
     /// The most recent lines of an installation, oldest first.
     pub fn recent(&self, scope: &Scope, limit: usize) -> Vec<StoredLine> {
-        let all = self.lines.lock().unwrap_or_else(|p| p.into_inner());
+        let all = self.lines.lock().recover();
         all.get(scope)
             .map(|ring| {
                 ring.iter()

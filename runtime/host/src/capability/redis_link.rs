@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::BackendError;
+use crate::error::BackendError;
+use crate::lock::Recover;
 
 /// How long one Redis operation, or one connection attempt, may take.
 pub const OPERATION_TIMEOUT: Duration = Duration::from_millis(250);
@@ -46,7 +47,7 @@ impl RedisLink {
 
     /// The shared connection, opened on first use.
     pub async fn connection(&self) -> Result<ConnectionManager, LinkDown> {
-        if let Some(at) = *self.retry_at.lock().unwrap_or_else(|p| p.into_inner())
+        if let Some(at) = *self.retry_at.lock().recover()
             && Instant::now() < at
         {
             return Err(LinkDown::Paused);
@@ -75,7 +76,6 @@ impl RedisLink {
 
     /// Pauses use of Redis after a failure.
     pub fn went_down(&self) {
-        *self.retry_at.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(Instant::now() + RETRY_AFTER);
+        *self.retry_at.lock().recover() = Some(Instant::now() + RETRY_AFTER);
     }
 }

@@ -16,8 +16,8 @@ use redis::aio::ConnectionManager;
 use tokio::sync::broadcast;
 
 use super::{BroadcastBackend, InProcessHub, Message};
-use crate::capability::BackendError;
 use crate::capability::redis_link::{OPERATION_TIMEOUT, RETRY_AFTER, RedisLink};
+use crate::error::BackendError;
 
 const CHANNEL_PATTERN: &str = "plinth:{*}:b:*";
 

@@ -11,8 +11,8 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, RedisError};
 
 use super::{CacheBackend, CacheStats, InProcessCache, KeyStat, check_value_size};
-use crate::capability::BackendError;
 use crate::capability::redis_link::{LinkDown, OPERATION_TIMEOUT, RedisLink};
+use crate::error::BackendError;
 
 /// Keys examined at most by `stats` (key count and memory are exact below this).
 const STATS_SCAN_LIMIT: usize = 10_000;

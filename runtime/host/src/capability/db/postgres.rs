@@ -19,7 +19,7 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, Config, NoTls};
 
 use super::{DbBackend, DbRows, DbValue, StatementBounds, admit, plain_tenant};
-use crate::capability::BackendError;
+use crate::error::BackendError;
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;

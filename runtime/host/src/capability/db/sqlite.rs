@@ -29,8 +29,9 @@ use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags};
 
 use super::statement_budget::{self, Spent, StatementBudget};
 use super::{DbBackend, DbRows, DbValue, StatementBounds, admit, plain_tenant};
-use crate::capability::BackendError;
+use crate::error::BackendError;
 use crate::error::{ErrorCode, PlinthError};
+use crate::lock::Recover;
 
 /// Pages a tenant's SQLite file may have (4 KiB each): 256 MiB.
 const MAX_PAGES: i64 = 65_536;
@@ -412,10 +413,7 @@ impl SqliteDb {
     /// closed first; a statement in progress finishes on the unlinked file.
     pub fn drop_tenant(&self, tenant: &str) -> Result<(), BackendError> {
         plain_tenant(tenant)?;
-        self.tenants
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(tenant);
+        self.tenants.lock().recover().remove(tenant);
         let path = self.path(tenant);
         for suffix in ["", "-wal", "-shm", "-journal"] {
             let file = PathBuf::from(format!("{}{suffix}", path.display()));
@@ -434,7 +432,7 @@ impl SqliteDb {
     }
 
     fn tenant(&self, tenant: &str) -> Result<Arc<Tenant>, BackendError> {
-        let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tenants = self.tenants.lock().recover();
         if let Some(found) = tenants.get(tenant) {
             return Ok(found.clone());
         }
@@ -471,7 +469,7 @@ impl SqliteDb {
     ) -> Result<T, BackendError> {
         let tenant = self.tenant(tenant)?;
         tokio::task::spawn_blocking(move || {
-            let connection = tenant.connection.lock().unwrap_or_else(|p| p.into_inner());
+            let connection = tenant.connection.lock().recover();
             if Instant::now() >= bounds.deadline {
                 return Err(BackendError::Timeout("no time left in the call".into()));
             }

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::capability::BackendError;
-use crate::capability::db::{DbBackend, DbValue, StatementBounds};
+use plinth_host::BackendError;
+use plinth_host::capability::db::{DbBackend, DbValue, StatementBounds};
 
 const SCHEMA: &[&str] = &[
     "CREATE TABLE IF NOT EXISTS customers (id BIGINT PRIMARY KEY, name TEXT NOT NULL, \

@@ -1,0 +1,79 @@
+//! What is not the JSON API: the console page and its files, health, readiness and
+//! Prometheus metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::auth::Operator;
+use super::error::ApiError;
+use crate::app::App;
+
+pub async fn console() -> Html<&'static str> {
+    Html(include_str!("../console.html"))
+}
+
+// The console's script and style are files of their own: the Content-Security-Policy
+// allows no inline script or style.
+pub async fn console_script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../console.js"),
+    )
+}
+
+pub async fn console_style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../console.css"),
+    )
+}
+
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Ready when the metadata database answers.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.registry.store().query("SELECT 1", vec![]).await {
+        Ok(_) => Json(json!({"status": "ready", "node": app.node_id})).into_response(),
+        Err(e) => ApiError(e).into_response(),
+    }
+}
+
+/// `/metrics` on the main listener: operators only, since the series name every tenant
+/// and extension.
+pub async fn operator_metrics(State(app): State<Arc<App>>, _: Operator) -> Response {
+    metrics(State(app)).await
+}
+
+pub async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let backends = app.backends();
+    let text = app.metrics.render(&[
+        (
+            "plinth_cache_fallback_calls",
+            "Cache calls answered in-process while Redis was unreachable.",
+            backends.cache.fallback_calls() as f64,
+        ),
+        (
+            "plinth_broadcast_local_only_deliveries",
+            "Messages delivered on this node only while Redis was unreachable.",
+            backends.broadcast.local_only_deliveries() as f64,
+        ),
+        (
+            "plinth_ws_relays",
+            "Tenant topics this node relays to WebSocket clients.",
+            app.hub.relay_count() as f64,
+        ),
+        (
+            "plinth_uptime_seconds",
+            "Seconds since this node started.",
+            app.uptime().as_secs_f64(),
+        ),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
