@@ -763,7 +763,7 @@ async fn a_flood_gets_every_accepted_reply_then_4029() {
         );
     }
     let metrics = &server.server().app.metrics;
-    assert_eq!(metrics.ws_slow_consumers.load(Ordering::Relaxed), 0);
+    assert_eq!(metrics.ws_slow_consumers.get(), 0);
     server.stop().await;
 }
 

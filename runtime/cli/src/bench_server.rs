@@ -321,7 +321,7 @@ async fn ticks_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
     let cpu = cpu_seconds() - cpu_before;
     let ticks = app.metrics.calls_of("on-tick", "OK") - ticks_before;
     let failed = app.metrics.calls_of("on-tick", "QUOTA_EXCEEDED");
-    let coalesced = app.metrics.ticks_coalesced.load(Ordering::Relaxed);
+    let coalesced = app.metrics.ticks_coalesced.get();
     let p50 = app.metrics.lateness_quantile(0.5);
     let p99 = app.metrics.lateness_quantile(0.99);
     running.stop().await?;
@@ -381,8 +381,8 @@ async fn fanout_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
         .as_u64()
         .unwrap_or(start_us);
     let seconds = (last.saturating_sub(start_us)) as f64 / 1e6;
-    let sent = app.metrics.ws_messages_sent.load(Ordering::Relaxed);
-    let dropped = app.metrics.ws_messages_dropped.load(Ordering::Relaxed);
+    let sent = app.metrics.ws_messages_sent.get();
+    let dropped = app.metrics.ws_messages_dropped.get();
     running.stop().await?;
     Ok(json!({
         "subscribers": args.subscribers,

@@ -1,15 +1,26 @@
-//! Prometheus metrics in the text exposition format: counters and gauges with labels,
-//! and histograms with fixed buckets. Small on purpose: the server needs a dozen series.
-
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+//! Prometheus metrics, encoded by the `prometheus-client` crate in the classic text
+//! format (0.0.4): counters and gauges, histograms with fixed buckets, and calls by
+//! tenant, extension, export and outcome. Bucket bounds are written as Go's client
+//! writes them (`le="2.5e-05"`, `le="1e+06"`).
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
 
 use plinth_host::{Receipt, UsageOutcome};
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+    prometheus_text,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Metric, Registry};
+
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 
 /// Buckets of the call duration histogram, in seconds.
 const DURATION_BUCKETS: &[f64] = &[
@@ -32,340 +43,426 @@ const LATENESS_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
-struct Histogram {
-    bounds: &'static [f64],
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
+/// A counter of the server's own, registered and encoded by prometheus-client.
+#[derive(Debug, Clone, Default)]
+pub struct Count(Counter);
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len()],
-            sum: 0.0,
-            count: 0,
-        }
+impl Count {
+    pub fn inc(&self) {
+        self.0.inc();
     }
 
-    fn observe(&mut self, value: f64) {
-        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
-            if value <= *bound {
-                *count += 1;
-            }
-        }
-        self.sum += value;
-        self.count += 1;
+    pub fn inc_by(&self, n: u64) {
+        self.0.inc_by(n);
     }
 
-    /// The upper bound of the bucket holding quantile `q`: "p99 ≤ this".
-    fn quantile_bound(&self, q: f64) -> Option<f64> {
-        let wanted = (self.count as f64 * q).ceil() as u64;
-        if self.count == 0 {
-            return None;
-        }
-        Some(
-            self.bounds
-                .iter()
-                .zip(&self.counts)
-                .find(|(_, count)| **count >= wanted)
-                .map_or(f64::INFINITY, |(bound, _)| *bound),
-        )
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        for (bound, count) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
-        }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
-        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", self.sum, self.count);
+    pub fn get(&self) -> u64 {
+        self.0.get()
     }
 }
 
-struct Histograms {
-    duration: Histogram,
-    fuel: Histogram,
-    memory: Histogram,
-    lateness: Histogram,
+impl EncodeMetric for Count {
+    fn encode(&self, encoder: MetricEncoder) -> std::fmt::Result {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// An outcome as a label value: `OK` or the error code.
+struct Outcome(UsageOutcome);
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encoder.write_str(outcome_str(self.0))
+    }
+}
+
+fn outcome_str(outcome: UsageOutcome) -> &'static str {
+    match outcome {
+        UsageOutcome::Ok => "OK",
+        UsageOutcome::Error(code) => code.as_str(),
+    }
+}
+
+#[derive(EncodeLabelSet)]
+struct CallLabels {
+    tenant: Arc<str>,
+    extension: Arc<str>,
+    call: &'static str,
+    outcome: Outcome,
 }
 
 /// Calls of one tenant by (extension, export, outcome).
 type TenantCalls = HashMap<(Arc<str>, &'static str, UsageOutcome), u64>;
 
+/// `plinth_calls_total`: counts behind one lock, found without allocating on the hot
+/// path (a [`Family`] needs an owned label set for each lookup and cannot be iterated
+/// for [`Metrics::calls_of`]); labelled and encoded at scrape time.
+#[derive(Debug, Clone, Default)]
+struct Calls(Arc<Mutex<HashMap<Arc<str>, TenantCalls>>>);
+
+impl EncodeMetric for Calls {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        // Copied out first: the hot path does not wait for the encoding.
+        let mut series: Vec<(CallLabels, u64)> = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .flat_map(|(tenant, calls)| {
+                calls.iter().map(move |((extension, call, outcome), n)| {
+                    let labels = CallLabels {
+                        tenant: tenant.clone(),
+                        extension: extension.clone(),
+                        call,
+                        outcome: Outcome(*outcome),
+                    };
+                    (labels, *n)
+                })
+            })
+            .collect();
+        series.sort_by(|(a, _), (b, _)| {
+            (&a.tenant, &a.extension, a.call, outcome_str(a.outcome.0)).cmp(&(
+                &b.tenant,
+                &b.extension,
+                b.call,
+                outcome_str(b.outcome.0),
+            ))
+        });
+        for (labels, n) in &series {
+            ConstCounter::new(*n).encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    code: &'static str,
+}
+
+/// `plinth_http_errors_total`: a [`Family`] that keeps its `# HELP` and `# TYPE` lines
+/// while no error has been counted yet.
+#[derive(Debug, Clone, Default)]
+struct HttpErrors(Family<ErrorLabels, Counter>);
+
+impl EncodeMetric for HttpErrors {
+    fn encode(&self, encoder: MetricEncoder) -> std::fmt::Result {
+        self.0.encode(encoder)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
+/// A histogram whose buckets can be read back, for [`Metrics::lateness_quantile`]
+/// (prometheus-client's [`Histogram`] does not show its buckets).
+#[derive(Debug, Clone)]
+struct Buckets(Arc<Mutex<BucketCounts>>);
+
+#[derive(Debug, Clone)]
+struct BucketCounts {
+    /// Upper bound and the observations in that bucket only (not cumulative).
+    buckets: Vec<(f64, u64)>,
+    sum: f64,
+    count: u64,
+}
+
+impl Buckets {
+    fn new(bounds: &[f64]) -> Self {
+        Buckets(Arc::new(Mutex::new(BucketCounts {
+            buckets: bounds.iter().map(|bound| (*bound, 0)).collect(),
+            sum: 0.0,
+            count: 0,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BucketCounts> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn observe(&self, value: f64) {
+        let mut h = self.lock();
+        if let Some((_, count)) = h.buckets.iter_mut().find(|(bound, _)| value <= *bound) {
+            *count += 1;
+        }
+        h.sum += value;
+        h.count += 1;
+    }
+
+    /// The upper bound of the bucket holding quantile `q`: "p99 ≤ this".
+    fn quantile_bound(&self, q: f64) -> Option<f64> {
+        let h = self.lock();
+        if h.count == 0 {
+            return None;
+        }
+        let wanted = (h.count as f64 * q).ceil() as u64;
+        let mut cumulative = 0;
+        Some(
+            h.buckets
+                .iter()
+                .find(|(_, count)| {
+                    cumulative += count;
+                    cumulative >= wanted
+                })
+                .map_or(f64::INFINITY, |(bound, _)| *bound),
+        )
+    }
+}
+
+impl EncodeMetric for Buckets {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let h = self.lock().clone();
+        encoder.encode_histogram::<NoLabelSet>(h.sum, h.count, &h.buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Histogram
+    }
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
-    /// Calls by tenant; looked up without allocating on the hot path.
-    calls: Mutex<HashMap<String, TenantCalls>>,
-    histograms: Mutex<Histograms>,
-    pub ws_connections: AtomicI64,
-    pub ws_messages_sent: AtomicU64,
-    pub ws_messages_dropped: AtomicU64,
-    pub ws_slow_consumers: AtomicU64,
-    pub ws_rejected: AtomicU64,
-    pub ticks_due: AtomicI64,
-    pub ticks_running: AtomicI64,
-    pub ticks_coalesced: AtomicU64,
-    pub ticks_claimed_elsewhere: AtomicU64,
-    pub compiles_running: AtomicI64,
-    pub installations_parked: AtomicU64,
-    pub http_errors: Mutex<BTreeMap<&'static str, u64>>,
+    registry: Registry,
+    calls: Calls,
+    duration: Histogram,
+    fuel: Histogram,
+    memory: Histogram,
+    lateness: Buckets,
+    http_errors: HttpErrors,
+    pub ws_connections: Gauge,
+    pub ws_messages_sent: Count,
+    pub ws_messages_dropped: Count,
+    pub ws_slow_consumers: Count,
+    pub ws_rejected: Count,
+    pub ticks_due: Gauge,
+    pub ticks_running: Gauge,
+    pub ticks_coalesced: Count,
+    pub ticks_claimed_elsewhere: Count,
+    pub compiles_running: Gauge,
+    pub installations_parked: Count,
+}
+
+/// Registers under the exposed name: prometheus-client adds `_total` to a counter's
+/// name and a full stop to its help, so both are taken off first.
+fn register(registry: &mut Registry, name: &str, help: &str, metric: impl Metric) {
+    let name = match metric.metric_type() {
+        MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+        _ => name,
+    };
+    registry.register(name, help.strip_suffix('.').unwrap_or(help), metric);
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            calls: Mutex::default(),
-            histograms: Mutex::new(Histograms {
-                duration: Histogram::new(DURATION_BUCKETS),
-                fuel: Histogram::new(FUEL_BUCKETS),
-                memory: Histogram::new(MEMORY_BUCKETS),
-                lateness: Histogram::new(LATENESS_BUCKETS),
-            }),
-            ws_connections: AtomicI64::new(0),
-            ws_messages_sent: AtomicU64::new(0),
-            ws_messages_dropped: AtomicU64::new(0),
-            ws_slow_consumers: AtomicU64::new(0),
-            ws_rejected: AtomicU64::new(0),
-            ticks_due: AtomicI64::new(0),
-            ticks_running: AtomicI64::new(0),
-            ticks_coalesced: AtomicU64::new(0),
-            ticks_claimed_elsewhere: AtomicU64::new(0),
-            compiles_running: AtomicI64::new(0),
-            installations_parked: AtomicU64::new(0),
-            http_errors: Mutex::default(),
-        }
+        let mut m = Metrics {
+            registry: Registry::default(),
+            calls: Calls::default(),
+            duration: Histogram::new(DURATION_BUCKETS.iter().copied()),
+            fuel: Histogram::new(FUEL_BUCKETS.iter().copied()),
+            memory: Histogram::new(MEMORY_BUCKETS.iter().copied()),
+            lateness: Buckets::new(LATENESS_BUCKETS),
+            http_errors: HttpErrors::default(),
+            ws_connections: Gauge::default(),
+            ws_messages_sent: Count::default(),
+            ws_messages_dropped: Count::default(),
+            ws_slow_consumers: Count::default(),
+            ws_rejected: Count::default(),
+            ticks_due: Gauge::default(),
+            ticks_running: Gauge::default(),
+            ticks_coalesced: Count::default(),
+            ticks_claimed_elsewhere: Count::default(),
+            compiles_running: Gauge::default(),
+            installations_parked: Count::default(),
+        };
+        let r = &mut m.registry;
+        register(
+            r,
+            "plinth_calls_total",
+            "Calls into extensions by tenant, extension, export and outcome code.",
+            m.calls.clone(),
+        );
+        register(
+            r,
+            "plinth_call_duration_seconds",
+            "Wall time of a call: instantiate, run, convert.",
+            m.duration.clone(),
+        );
+        register(
+            r,
+            "plinth_call_fuel",
+            "Fuel a call consumed.",
+            m.fuel.clone(),
+        );
+        register(
+            r,
+            "plinth_call_peak_memory_bytes",
+            "Largest linear memory a call reached.",
+            m.memory.clone(),
+        );
+        register(
+            r,
+            "plinth_tick_lateness_seconds",
+            "How long after its due time a tick started.",
+            m.lateness.clone(),
+        );
+        register(
+            r,
+            "plinth_http_errors_total",
+            "API errors by code.",
+            m.http_errors.clone(),
+        );
+        register(
+            r,
+            "plinth_ws_connections",
+            "Open WebSocket connections.",
+            m.ws_connections.clone(),
+        );
+        register(
+            r,
+            "plinth_ws_messages_sent_total",
+            "Messages written to WebSocket clients.",
+            m.ws_messages_sent.clone(),
+        );
+        register(
+            r,
+            "plinth_ws_messages_dropped_total",
+            "Messages dropped because a client's queue was full.",
+            m.ws_messages_dropped.clone(),
+        );
+        register(
+            r,
+            "plinth_ws_slow_consumers_total",
+            "Connections closed for falling behind.",
+            m.ws_slow_consumers.clone(),
+        );
+        register(
+            r,
+            "plinth_ws_rejected_total",
+            "WebSocket upgrades refused (token or origin).",
+            m.ws_rejected.clone(),
+        );
+        register(
+            r,
+            "plinth_scheduler_due",
+            "Ticks due and waiting for a slot.",
+            m.ticks_due.clone(),
+        );
+        register(
+            r,
+            "plinth_scheduler_running",
+            "Ticks running now.",
+            m.ticks_running.clone(),
+        );
+        register(
+            r,
+            "plinth_ticks_coalesced_total",
+            "Ticks skipped because the previous one was still running or late.",
+            m.ticks_coalesced.clone(),
+        );
+        register(
+            r,
+            "plinth_ticks_claimed_elsewhere_total",
+            "Ticks another node claimed first.",
+            m.ticks_claimed_elsewhere.clone(),
+        );
+        register(
+            r,
+            "plinth_compiles_running",
+            "Uploads being compiled.",
+            m.compiles_running.clone(),
+        );
+        register(
+            r,
+            "plinth_installations_parked_total",
+            "Installations the circuit breaker parked.",
+            m.installations_parked.clone(),
+        );
+        m
     }
-}
-
-/// Escapes a label value for the exposition format.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 impl Metrics {
     /// Records one call from its receipt; `extension` is `name@version`.
     pub fn record_call(&self, receipt: &Receipt, extension: &Arc<str>) {
         {
-            let mut calls = self.calls.lock().unwrap_or_else(|p| p.into_inner());
-            let tenant = match calls.get_mut(&receipt.tenant) {
+            let mut calls = self.calls.0.lock().unwrap_or_else(|p| p.into_inner());
+            let tenant = match calls.get_mut(receipt.tenant.as_str()) {
                 Some(tenant) => tenant,
-                None => calls.entry(receipt.tenant.clone()).or_default(),
+                None => calls.entry(Arc::from(receipt.tenant.as_str())).or_default(),
             };
             *tenant
                 .entry((extension.clone(), receipt.call, receipt.outcome))
                 .or_default() += 1;
         }
-        let mut h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-        h.duration.observe(receipt.wall_time_us as f64 / 1e6);
+        self.duration.observe(receipt.wall_time_us as f64 / 1e6);
         if let Some(fuel) = receipt.fuel_used {
-            h.fuel.observe(fuel as f64);
+            self.fuel.observe(fuel as f64);
         }
-        h.memory.observe(receipt.peak_memory_bytes as f64);
+        self.memory.observe(receipt.peak_memory_bytes as f64);
     }
 
     /// Counts a compilation running until the guard is dropped.
     pub fn compile_started(&self) -> CompileRunning<'_> {
-        self.compiles_running.fetch_add(1, Ordering::Relaxed);
+        self.compiles_running.inc();
         CompileRunning(self)
     }
 
     pub fn installation_parked(&self) {
-        self.installations_parked.fetch_add(1, Ordering::Relaxed);
+        self.installations_parked.inc();
     }
 
     pub fn ws_refused(&self) {
-        self.ws_rejected.fetch_add(1, Ordering::Relaxed);
+        self.ws_rejected.inc();
     }
 
     pub fn record_lateness(&self, seconds: f64) {
-        self.histograms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lateness
-            .observe(seconds);
+        self.lateness.observe(seconds);
     }
 
     /// Tick lateness at quantile `q`, as the bound of its histogram bucket, in seconds.
     pub fn lateness_quantile(&self, q: f64) -> Option<f64> {
-        self.histograms
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lateness
-            .quantile_bound(q)
+        self.lateness.quantile_bound(q)
     }
 
     /// Calls of one export (`render`, `on-tick`, …) with one outcome, over all tenants.
     pub fn calls_of(&self, call: &str, outcome: &str) -> u64 {
         self.calls
+            .0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
             .flat_map(|tenant| tenant.iter())
-            .filter(|((_, c, o), _)| *c == call && o.to_string() == outcome)
+            .filter(|((_, c, o), _)| *c == call && outcome_str(*o) == outcome)
             .map(|(_, n)| n)
             .sum()
     }
 
     pub fn record_http_error(&self, code: &'static str) {
-        *self
-            .http_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(code)
-            .or_default() += 1;
+        self.http_errors
+            .0
+            .get_or_create(&ErrorLabels { code })
+            .inc();
     }
 
     /// The exposition text; `extra` are gauges read at scrape time (name, help, value).
     pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP plinth_calls_total Calls into extensions by tenant, extension, export and outcome code.\n\
-             # TYPE plinth_calls_total counter\n",
-        );
-        let mut series: Vec<(String, String, &'static str, String, u64)> = self
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .flat_map(|(tenant, calls)| {
-                calls.iter().map(move |((extension, call, outcome), n)| {
-                    (
-                        tenant.clone(),
-                        extension.to_string(),
-                        *call,
-                        outcome.to_string(),
-                        *n,
-                    )
-                })
-            })
-            .collect();
-        series.sort();
-        for (tenant, extension, call, outcome, n) in &series {
-            let _ = writeln!(
-                out,
-                "plinth_calls_total{{tenant=\"{}\",extension=\"{}\",call=\"{call}\",outcome=\"{outcome}\"}} {n}",
-                label(tenant),
-                label(extension)
-            );
-        }
-        {
-            let h = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
-            h.duration.render(
-                &mut out,
-                "plinth_call_duration_seconds",
-                "Wall time of a call: instantiate, run, convert.",
-            );
-            h.fuel
-                .render(&mut out, "plinth_call_fuel", "Fuel a call consumed.");
-            h.memory.render(
-                &mut out,
-                "plinth_call_peak_memory_bytes",
-                "Largest linear memory a call reached.",
-            );
-            h.lateness.render(
-                &mut out,
-                "plinth_tick_lateness_seconds",
-                "How long after its due time a tick started.",
-            );
-        }
-        out.push_str(
-            "# HELP plinth_http_errors_total API errors by code.\n# TYPE plinth_http_errors_total counter\n",
-        );
-        for (code, n) in self
-            .http_errors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
-            let _ = writeln!(out, "plinth_http_errors_total{{code=\"{code}\"}} {n}");
-        }
-        let load = |v: &AtomicU64| v.load(Ordering::Relaxed) as f64;
-        let gauge = |v: &AtomicI64| v.load(Ordering::Relaxed) as f64;
-        let series: Vec<(&str, &str, &str, f64)> = vec![
-            (
-                "plinth_ws_connections",
-                "gauge",
-                "Open WebSocket connections.",
-                gauge(&self.ws_connections),
-            ),
-            (
-                "plinth_ws_messages_sent_total",
-                "counter",
-                "Messages written to WebSocket clients.",
-                load(&self.ws_messages_sent),
-            ),
-            (
-                "plinth_ws_messages_dropped_total",
-                "counter",
-                "Messages dropped because a client's queue was full.",
-                load(&self.ws_messages_dropped),
-            ),
-            (
-                "plinth_ws_slow_consumers_total",
-                "counter",
-                "Connections closed for falling behind.",
-                load(&self.ws_slow_consumers),
-            ),
-            (
-                "plinth_ws_rejected_total",
-                "counter",
-                "WebSocket upgrades refused (token or origin).",
-                load(&self.ws_rejected),
-            ),
-            (
-                "plinth_scheduler_due",
-                "gauge",
-                "Ticks due and waiting for a slot.",
-                gauge(&self.ticks_due),
-            ),
-            (
-                "plinth_scheduler_running",
-                "gauge",
-                "Ticks running now.",
-                gauge(&self.ticks_running),
-            ),
-            (
-                "plinth_ticks_coalesced_total",
-                "counter",
-                "Ticks skipped because the previous one was still running or late.",
-                load(&self.ticks_coalesced),
-            ),
-            (
-                "plinth_ticks_claimed_elsewhere_total",
-                "counter",
-                "Ticks another node claimed first.",
-                load(&self.ticks_claimed_elsewhere),
-            ),
-            (
-                "plinth_compiles_running",
-                "gauge",
-                "Uploads being compiled.",
-                gauge(&self.compiles_running),
-            ),
-            (
-                "plinth_installations_parked_total",
-                "counter",
-                "Installations the circuit breaker parked.",
-                load(&self.installations_parked),
-            ),
-        ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+        let mut scraped = Registry::default();
         for (name, help, value) in extra {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
+            register(&mut scraped, name, help, ConstGauge::new(*value));
         }
+        let mut out = String::new();
+        // Writing to a String does not fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        let _ = prometheus_text::encode(&mut out, &scraped);
         out
     }
 }
@@ -375,6 +472,159 @@ pub struct CompileRunning<'a>(&'a Metrics);
 
 impl Drop for CompileRunning<'_> {
     fn drop(&mut self) {
-        self.0.compiles_running.fetch_sub(1, Ordering::Relaxed);
+        self.0.compiles_running.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use plinth_host::ErrorCode;
+
+    fn receipt(tenant: &str, call: &'static str, outcome: UsageOutcome) -> Receipt {
+        Receipt {
+            tenant: tenant.into(),
+            installation: "i".into(),
+            component: "c".into(),
+            call,
+            outcome,
+            fuel_used: Some(12_345),
+            peak_memory_bytes: 100_000,
+            wall_time_us: 250,
+            host_calls: Default::default(),
+            output_bytes: 0,
+            logs_dropped: 0,
+        }
+    }
+
+    /// Names, types and help texts are those dashboards and tests read.
+    #[test]
+    fn every_series_keeps_its_name_type_and_help() {
+        let metrics = Metrics::default();
+        let empty = metrics.render(&[]);
+        assert!(
+            empty.contains("# TYPE plinth_calls_total counter\n")
+                && empty.contains("# TYPE plinth_http_errors_total counter\n"),
+            "{empty}"
+        );
+        let extension: Arc<str> = Arc::from("Clock \"Q\"@1.0.0");
+        metrics.record_call(&receipt("acme", "render", UsageOutcome::Ok), &extension);
+        metrics.record_call(&receipt("acme", "render", UsageOutcome::Ok), &extension);
+        let fault = UsageOutcome::Error(ErrorCode::FuelExhausted);
+        metrics.record_call(&receipt("beta", "on-tick", fault), &extension);
+        metrics.record_http_error("NOT_FOUND");
+        metrics.record_lateness(0.003);
+        metrics.ws_connections.inc();
+        metrics.ws_slow_consumers.inc();
+        let text = metrics.render(&[(
+            "plinth_uptime_seconds",
+            "Seconds since this node started.",
+            1.5,
+        )]);
+        for (name, kind, help) in [
+            (
+                "plinth_calls_total",
+                "counter",
+                "Calls into extensions by tenant, extension, export and outcome code.",
+            ),
+            (
+                "plinth_call_duration_seconds",
+                "histogram",
+                "Wall time of a call: instantiate, run, convert.",
+            ),
+            ("plinth_call_fuel", "histogram", "Fuel a call consumed."),
+            (
+                "plinth_call_peak_memory_bytes",
+                "histogram",
+                "Largest linear memory a call reached.",
+            ),
+            (
+                "plinth_tick_lateness_seconds",
+                "histogram",
+                "How long after its due time a tick started.",
+            ),
+            ("plinth_http_errors_total", "counter", "API errors by code."),
+            (
+                "plinth_ws_connections",
+                "gauge",
+                "Open WebSocket connections.",
+            ),
+            (
+                "plinth_ws_messages_sent_total",
+                "counter",
+                "Messages written to WebSocket clients.",
+            ),
+            (
+                "plinth_ws_messages_dropped_total",
+                "counter",
+                "Messages dropped because a client's queue was full.",
+            ),
+            (
+                "plinth_ws_slow_consumers_total",
+                "counter",
+                "Connections closed for falling behind.",
+            ),
+            (
+                "plinth_ws_rejected_total",
+                "counter",
+                "WebSocket upgrades refused (token or origin).",
+            ),
+            (
+                "plinth_scheduler_due",
+                "gauge",
+                "Ticks due and waiting for a slot.",
+            ),
+            ("plinth_scheduler_running", "gauge", "Ticks running now."),
+            (
+                "plinth_ticks_coalesced_total",
+                "counter",
+                "Ticks skipped because the previous one was still running or late.",
+            ),
+            (
+                "plinth_ticks_claimed_elsewhere_total",
+                "counter",
+                "Ticks another node claimed first.",
+            ),
+            (
+                "plinth_compiles_running",
+                "gauge",
+                "Uploads being compiled.",
+            ),
+            (
+                "plinth_installations_parked_total",
+                "counter",
+                "Installations the circuit breaker parked.",
+            ),
+            (
+                "plinth_uptime_seconds",
+                "gauge",
+                "Seconds since this node started.",
+            ),
+        ] {
+            let header = format!("# HELP {name} {help}\n# TYPE {name} {kind}\n");
+            assert!(text.contains(&header), "{header}missing from\n{text}");
+        }
+        for line in [
+            "plinth_calls_total{tenant=\"acme\",extension=\"Clock \\\"Q\\\"@1.0.0\",call=\"render\",outcome=\"OK\"} 2\n",
+            "plinth_calls_total{tenant=\"beta\",extension=\"Clock \\\"Q\\\"@1.0.0\",call=\"on-tick\",outcome=\"FUEL_EXHAUSTED\"} 1\n",
+            "plinth_http_errors_total{code=\"NOT_FOUND\"} 1\n",
+            "plinth_call_duration_seconds_bucket{le=\"0.0005\"} 3\n",
+            "plinth_call_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+            "plinth_call_duration_seconds_count 3\n",
+            "plinth_tick_lateness_seconds_bucket{le=\"0.002\"} 0\n",
+            "plinth_tick_lateness_seconds_bucket{le=\"0.005\"} 1\n",
+            "plinth_tick_lateness_seconds_bucket{le=\"+Inf\"} 1\n",
+            "plinth_ws_connections 1\n",
+            "plinth_ws_slow_consumers_total 1\n",
+            "plinth_ticks_coalesced_total 0\n",
+            "plinth_uptime_seconds 1.5\n",
+        ] {
+            assert!(text.contains(line), "{line}missing from\n{text}");
+        }
+        assert!(!text.contains("_total_total"), "{text}");
+        assert_eq!(metrics.calls_of("render", "OK"), 2);
+        assert_eq!(metrics.calls_of("on-tick", "FUEL_EXHAUSTED"), 1);
+        assert_eq!(metrics.lateness_quantile(0.99), Some(0.005));
+        assert_eq!(metrics.ws_slow_consumers.get(), 1);
     }
 }

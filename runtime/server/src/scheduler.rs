@@ -11,7 +11,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use plinth_host::Call;
@@ -194,20 +193,14 @@ impl Scheduler {
             let next = next_period(now, entry.interval, entry.phase);
             let skipped = (next - due) / entry.interval - 1;
             if skipped > 0 {
-                self.app
-                    .metrics
-                    .ticks_coalesced
-                    .fetch_add(skipped as u64, Ordering::Relaxed);
+                self.app.metrics.ticks_coalesced.inc_by(skipped as u64);
             }
             entry.next_due = next;
             state.due.insert((next, tenant.clone(), id.clone()), ());
             let queue = state.ready.entry(tenant.clone()).or_default();
             if state.running.contains(&key) || queue.iter().any(|(q, _)| *q == id) {
                 // Still running or still waiting: this tick is coalesced into that one.
-                self.app
-                    .metrics
-                    .ticks_coalesced
-                    .fetch_add(1, Ordering::Relaxed);
+                self.app.metrics.ticks_coalesced.inc();
                 continue;
             }
             if queue.is_empty() {
@@ -250,14 +243,11 @@ impl Scheduler {
             });
         }
         let waiting: usize = state.ready.values().map(VecDeque::len).sum();
-        self.app
-            .metrics
-            .ticks_due
-            .store(waiting as i64, Ordering::Relaxed);
+        self.app.metrics.ticks_due.set(waiting as i64);
         self.app
             .metrics
             .ticks_running
-            .store(state.running.len() as i64, Ordering::Relaxed);
+            .set(state.running.len() as i64);
         let next = state
             .due
             .first_key_value()
@@ -295,10 +285,7 @@ impl Scheduler {
                 .record_lateness((now_ms() - due).max(0) as f64 / 1e3);
             self.run_tick(&installation, sequence, due).await;
         } else {
-            self.app
-                .metrics
-                .ticks_claimed_elsewhere
-                .fetch_add(1, Ordering::Relaxed);
+            self.app.metrics.ticks_claimed_elsewhere.inc();
         }
         let mut state = self.state.lock().await;
         state.running.remove(&key);

@@ -82,14 +82,14 @@ impl Connection {
     fn offer(&self, metrics: &Metrics, text: Utf8Bytes) {
         if self.overflowed.load(Ordering::Relaxed) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics.ws_messages_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics.ws_messages_dropped.inc();
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(text) {
             self.dropped.fetch_add(1, Ordering::Relaxed);
-            metrics.ws_messages_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics.ws_messages_dropped.inc();
             if !self.overflowed.swap(true, Ordering::Relaxed) {
-                metrics.ws_slow_consumers.fetch_add(1, Ordering::Relaxed);
+                metrics.ws_slow_consumers.inc();
                 self.close_with(
                     CLOSE_SLOW_CONSUMER,
                     false,
@@ -412,9 +412,7 @@ async fn relay(hub: Arc<Hub>, tenant: String, topic: String) {
             ),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 // The relay itself fell behind the backend: tell clients to refetch.
-                hub.metrics
-                    .ws_messages_dropped
-                    .fetch_add(missed, Ordering::Relaxed);
+                hub.metrics.ws_messages_dropped.inc_by(missed);
                 Utf8Bytes::from(
                     json!({"type": "resync", "topic": topic, "missed": missed}).to_string(),
                 )
@@ -521,7 +519,7 @@ async fn farewell(
         if farewell.after_queue {
             while let Ok(text) = outgoing.try_recv() {
                 sink.send(Message::Text(text)).await?;
-                metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
+                metrics.ws_messages_sent.inc();
             }
         }
         sink.send(Message::Text(farewell.notice.to_string().into()))
@@ -594,7 +592,7 @@ pub async fn serve(
         principal.expires_ms,
         connection.clone(),
     ));
-    hub.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    hub.metrics.ws_connections.inc();
     let (mut sink, mut stream) = socket.split();
     let subscriptions: Arc<Mutex<HashSet<(String, String)>>> = Arc::default();
     let last_heard = Arc::new(Mutex::new(Instant::now()));
@@ -761,7 +759,7 @@ pub async fn serve(
                         };
                         match sent {
                             Some(Ok(())) => {
-                                hub.metrics.ws_messages_sent.fetch_add(1, Ordering::Relaxed);
+                                hub.metrics.ws_messages_sent.inc();
                             }
                             Some(Err(_)) => return,
                             None => {}
@@ -804,6 +802,6 @@ pub async fn serve(
     for (tenant, topic) in subscriptions.lock().recover().drain() {
         hub.leave(&tenant, &topic, id);
     }
-    hub.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+    hub.metrics.ws_connections.dec();
     drop(seat);
 }

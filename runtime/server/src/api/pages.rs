@@ -75,5 +75,5 @@ pub async fn metrics(State(app): State<Arc<App>>) -> Response {
             app.uptime().as_secs_f64(),
         ),
     ]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response()
 }
