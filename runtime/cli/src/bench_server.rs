@@ -344,7 +344,17 @@ async fn ticks_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
 }
 
 async fn fanout_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
-    let running = server(args, "fanout", |c| c.websocket.queue_messages = 1024).await?;
+    let subscribers = args.subscribers;
+    let running = server(args, "fanout", |c| {
+        c.websocket.queue_messages = 1024;
+        // Every subscriber is one token's socket from one address: the per-token,
+        // per-tenant and per-address caps a server has against abuse are lifted here.
+        c.websocket.max_sockets_per_token = subscribers + 1;
+        c.websocket.max_sockets_per_tenant = subscribers + 1;
+        c.http.max_connections = c.http.max_connections.max(subscribers + 64);
+        c.http.max_connections_per_address = subscribers + 64;
+    })
+    .await?;
     let app = running.app.clone();
     let token = bench_tenant(&app).await?;
     let url = format!("ws://{}/api/v1/ws?token={token}", running.addr);
