@@ -1286,3 +1286,64 @@ async fn ticks_never_overlap_are_coalesced_and_tenants_are_kept_fair() {
     );
     server.stop().await;
 }
+
+/// A node that has not loaded a version compiles it on its first call under the same
+/// compile timeout as an upload: a node restarted without its compiled code, and given
+/// no time to compile, answers `COMPILE_TIMEOUT` rather than compiling unbounded on the
+/// render path; given the time, it renders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cold_node_compiles_under_the_compile_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = plinth_server::start(test_config(dir.path())).await.unwrap();
+    let operator = plinth_server::operator_token(&first.app).await.unwrap();
+    let app = first.app.clone();
+    app.tenants.create("cold", "cold").await.unwrap();
+    let uploaded = app
+        .components
+        .upload("cold", guest("extensions/hello-metric"))
+        .await
+        .unwrap();
+    let request = serde_json::from_value(json!({
+        "id": "hello", "component": uploaded.component.hash, "grants": "log",
+    }))
+    .unwrap();
+    app.installer.install("cold", request, true).await.unwrap();
+    drop(app);
+    first.stop().await.unwrap();
+    std::fs::remove_dir_all(dir.path().join("compiled")).unwrap();
+
+    let render = |server: &RunningServer| {
+        let url = format!(
+            "{}/api/v1/tenants/cold/installations/hello/data",
+            server.url()
+        );
+        let operator = operator.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(operator)
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    let mut config = test_config(dir.path());
+    config.http.compile_timeout = Duration::from_millis(1);
+    let hurried = plinth_server::start(config).await.unwrap();
+    let (status, body) = render(&hurried).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (503, Some("COMPILE_TIMEOUT")),
+        "{body}"
+    );
+    hurried.stop().await.unwrap();
+
+    let patient = plinth_server::start(test_config(dir.path())).await.unwrap();
+    let (status, body) = render(&patient).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["receipt"]["outcome"], "OK", "{body}");
+    patient.stop().await.unwrap();
+}
