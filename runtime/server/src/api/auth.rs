@@ -105,7 +105,7 @@ impl FromRequestParts<Arc<App>> for Admin {
 }
 
 /// The tenant the path names.
-async fn tenant_of(parts: &mut Parts, app: &Arc<App>) -> ApiResult<String> {
+pub(super) async fn tenant_of(parts: &mut Parts, app: &Arc<App>) -> ApiResult<String> {
     let params = RawPathParams::from_request_parts(parts, app)
         .await
         .map_err(|e| error(ErrorCode::InvalidRequest, e.body_text()))?;

@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, MatchedPath, RawPathParams, Request};
+use axum::extract::{FromRequest, MatchedPath, Request};
 use axum::http::{HeaderMap, header};
 use futures_util::StreamExt;
 use plinth_host::ErrorCode;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::auth::token_of;
+use super::auth::{tenant_of, token_of};
 use super::error::{ApiError, ApiResult, error};
 use crate::app::App;
 use crate::slots::Slot;
@@ -242,7 +242,8 @@ impl BodySchemas {
     /// Compiles the `application/json` request schemas of `document` (an OpenAPI 3.1
     /// document as JSON), its components alongside so `$ref`s resolve.
     pub fn of(document: &Value) -> Result<Self, String> {
-        let components = document.get("components").cloned().unwrap_or(Value::Null);
+        let mut components = document.get("components").cloned().unwrap_or(Value::Null);
+        integer_formats(&mut components);
         let mut routes = HashMap::new();
         for (path, item) in document["paths"].as_object().into_iter().flatten() {
             for (method, operation) in item.as_object().into_iter().flatten() {
@@ -252,9 +253,7 @@ impl BodySchemas {
                     continue;
                 };
                 let mut schema = schema.clone();
-                let mut components = components.clone();
                 integer_formats(&mut schema);
-                integer_formats(&mut components);
                 let root = serde_json::json!({
                     "$schema": "https://json-schema.org/draft/2020-12/schema",
                     "allOf": [schema],
@@ -338,14 +337,7 @@ impl FromRequest<Arc<App>> for Upload {
 
     async fn from_request(request: Request, app: &Arc<App>) -> ApiResult<Self> {
         let (mut parts, body) = request.into_parts();
-        let params = RawPathParams::from_request_parts(&mut parts, app)
-            .await
-            .map_err(|e| error(ErrorCode::InvalidRequest, e.body_text()))?;
-        let tenant = params
-            .iter()
-            .find(|(name, _)| *name == "tenant")
-            .map(|(_, value)| value.to_owned())
-            .unwrap_or_default();
+        let tenant = tenant_of(&mut parts, app).await?;
         let slot = app.bodies.uploads.take("tenant", &tenant)?;
         let http = &app.config.http;
         let bytes = read_body(
