@@ -185,6 +185,39 @@ pub struct CallReport<T = Outcome> {
     pub receipt: Receipt,
     pub logs: Vec<LogLine>,
     pub published: Vec<Publication>,
+    /// Which case of the contract's `error` the guest returned, when the call failed
+    /// with one: an event's retry or dead letter is decided by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub guest_error: Option<GuestErrorCase>,
+    /// Whether the guest ran at all: false when the host refused the call first (its
+    /// grants, its limits, the tenant's quota).
+    #[serde(skip)]
+    pub ran: bool,
+}
+
+/// A case of the contract's `error`, as the guest returned it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GuestErrorCase {
+    InvalidInput,
+    NotFound,
+    Denied,
+    QuotaExceeded,
+    Unavailable,
+    Timeout,
+    Rejected,
+    Internal,
+}
+
+impl GuestErrorCase {
+    /// Whether the contract says the same event may succeed later (`unavailable`,
+    /// `timeout`, `internal`); every other case rejects it for good.
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            GuestErrorCase::Unavailable | GuestErrorCase::Timeout | GuestErrorCase::Internal
+        )
+    }
 }
 
 impl CallReport {
@@ -204,6 +237,8 @@ impl CallReport {
             receipt: self.receipt,
             logs: self.logs,
             published: self.published,
+            guest_error: self.guest_error,
+            ran: self.ran,
         }
     }
 }

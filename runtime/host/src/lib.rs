@@ -44,8 +44,8 @@ pub mod wasi;
 
 pub use backends::{Backends, BackendsConfig, BroadcastConfig, CacheConfig, DbConfig};
 pub use call::{
-    ActionInfo, ActionResponse, Call, CallReport, Descriptor, Invocation, Outcome, Rendered,
-    TileSize,
+    ActionInfo, ActionResponse, Call, CallReport, Descriptor, GuestErrorCase, Invocation, Outcome,
+    Rendered, TileSize,
 };
 pub use capability::view::{LogLine, Publication};
 pub use compile_cache::{CodeSource, component_hash};

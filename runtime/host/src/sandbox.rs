@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Store};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
@@ -38,6 +38,10 @@ use run::run_call;
 /// names the cause precisely) normally fires first. The outer timeout exists for host
 /// calls that hang, where no epoch check runs.
 const OUTER_GRACE: Duration = Duration::from_millis(100);
+
+/// How long a guest runs before it yields its thread to the async runtime (and its
+/// deadline is checked).
+const YIELD_EVERY: Duration = Duration::from_millis(10);
 
 /// How long a call's messages may take to hand to the broadcast backend.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(1);
@@ -267,6 +271,7 @@ impl Sandbox {
             permit.charge(used);
         }
         let state = store.into_data();
+        let guest_error = outcome.as_ref().err().and_then(Failure::guest_case);
         let outcome = outcome
             .map_err(|failure| failure.into_error(extension, invocation, &call, limits, &state));
         if let Ok((Outcome::Described(described), _)) = &outcome {
@@ -311,6 +316,8 @@ impl Sandbox {
             receipt,
             logs,
             published,
+            guest_error,
+            ran,
         }
     }
 
@@ -356,13 +363,20 @@ impl Sandbox {
             store.set_fuel(fuel).map_err(internal("setting fuel"))?;
         }
         if self.config.epoch {
-            let ticks = invocation
-                .limits
-                .timeout
-                .as_nanos()
-                .div_ceil(EPOCH_TICK.as_nanos());
-            store.set_epoch_deadline(ticks as u64);
-            store.epoch_deadline_trap();
+            // Every YIELD_EVERY the guest hands its thread back to the runtime, so a
+            // CPU-bound call (up to its whole deadline) never holds a worker that other
+            // requests, tenants and deliveries are waiting on; past the deadline it traps.
+            let ticks = YIELD_EVERY.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+            store.set_epoch_deadline(ticks);
+            store.epoch_deadline_callback(move |context| {
+                if Instant::now() >= context.data().deadline {
+                    return Ok(UpdateDeadline::Interrupt);
+                }
+                Ok(UpdateDeadline::YieldCustom(
+                    ticks,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            });
         }
         // Bounds what the guest can make the host copy in one transfer (amplification
         // by lists of shared strings included).

@@ -25,6 +25,24 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// The contract's error case when the guest returned one.
+    pub(crate) fn guest_case(&self) -> Option<crate::call::GuestErrorCase> {
+        use crate::call::GuestErrorCase as Case;
+        match self {
+            Failure::Guest(error) => Some(match error {
+                WitError::InvalidInput(_) => Case::InvalidInput,
+                WitError::NotFound(_) => Case::NotFound,
+                WitError::Denied(_) => Case::Denied,
+                WitError::QuotaExceeded(_) => Case::QuotaExceeded,
+                WitError::Unavailable(_) => Case::Unavailable,
+                WitError::Timeout(_) => Case::Timeout,
+                WitError::Rejected(_) => Case::Rejected,
+                WitError::Internal(_) => Case::Internal,
+            }),
+            _ => None,
+        }
+    }
+
     pub(crate) fn into_error(
         self,
         extension: &Extension,
