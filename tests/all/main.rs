@@ -7,6 +7,7 @@ mod calls;
 mod compile_cache;
 mod conformance;
 mod db;
+mod events;
 mod hardening_http;
 mod hardening_ws_tokens;
 mod hostile;

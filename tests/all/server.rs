@@ -22,8 +22,10 @@ pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// A server on a free port with its own data directory.
 pub(crate) struct TestServer {
     server: Option<RunningServer>,
+    /// `http://127.0.0.1:PORT` of this server, in this process or another.
+    base: String,
     _dir: tempfile::TempDir,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     pub(crate) operator: String,
 }
 
@@ -61,12 +63,20 @@ pub(crate) fn unique_schema() -> String {
 
 impl TestServer {
     pub(crate) async fn start(edit: impl FnOnce(&mut ServerConfig)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), edit).await
+    }
+
+    /// A server on the data directory `dir` (one a stopped server left, say).
+    pub(crate) async fn start_in(
+        dir: tempfile::TempDir,
+        edit: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let mut config = test_config(dir.path());
         edit(&mut config);
         let server = plinth_server::start(config).await.expect("server starts");
         let operator = plinth_server::operator_token(&server.app).await.unwrap();
         TestServer {
+            base: server.url(),
             server: Some(server),
             _dir: dir,
             http: reqwest::Client::new(),
@@ -74,12 +84,29 @@ impl TestServer {
         }
     }
 
+    /// Stops the server and hands over its data directory.
+    pub(crate) async fn stop_keeping_dir(mut self) -> tempfile::TempDir {
+        self.server.take().unwrap().stop().await.unwrap();
+        self._dir
+    }
+
     pub(crate) fn server(&self) -> &RunningServer {
         self.server.as_ref().unwrap()
     }
 
+    /// A server another process runs at `base`, driven the same way.
+    pub(crate) fn remote(base: String, operator: String) -> TestServer {
+        TestServer {
+            server: None,
+            base,
+            _dir: tempfile::tempdir().unwrap(),
+            http: reqwest::Client::new(),
+            operator,
+        }
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server().url())
+        format!("{}{path}", self.base)
     }
 
     pub(crate) async fn send(
@@ -167,7 +194,10 @@ impl TestServer {
     }
 
     pub(crate) async fn socket(&self, token: &str) -> Socket {
-        let url = format!("ws://{}/api/v1/ws?token={token}", self.server().addr);
+        let url = format!(
+            "ws://{}/api/v1/ws?token={token}",
+            self.base.trim_start_matches("http://")
+        );
         let (socket, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("WebSocket opens");
@@ -202,7 +232,11 @@ pub(crate) async fn next_json(socket: &mut Socket, wait: Duration) -> Value {
 }
 
 /// Messages until one matches; panics after `wait`.
-async fn wait_for(socket: &mut Socket, wait: Duration, what: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for(
+    socket: &mut Socket,
+    wait: Duration,
+    what: impl Fn(&Value) -> bool,
+) -> Value {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -6,7 +6,13 @@ use plinth_host::{ErrorCode, PlinthError};
 use plinth_server::ServerConfig;
 
 /// The example extensions the demo tenant gets, built from the workspace.
-const DEMO_EXTENSIONS: &[&str] = &["hello-metric", "cache-stats"];
+const DEMO_EXTENSIONS: &[&str] = &[
+    "hello-metric",
+    "cache-stats",
+    "sales-metrics",
+    "entity-feed",
+    "perf-monitor",
+];
 
 #[derive(clap::Args)]
 #[command(after_help = environment_help())]
@@ -23,6 +29,9 @@ pub struct ServeArgs {
     /// Do not create the demo tenant.
     #[arg(long)]
     pub no_demo: bool,
+    /// Do not post the demo tenant's synthetic orders, samples and entity changes.
+    #[arg(long)]
+    pub no_demo_traffic: bool,
 }
 
 fn environment_help() -> String {
@@ -113,6 +122,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
                 "  demo tenant {tenant:?}, token kept in {}",
                 demo_file.display()
             ),
+        }
+        if !args.no_demo_traffic && !tenant.is_empty() {
+            println!("  posting demo events (a few orders a second); --no-demo-traffic stops it");
+            tokio::spawn(plinth_server::demo::traffic(
+                app.events.clone(),
+                tenant.clone(),
+            ));
         }
         // The console asks for the token; a URL carrying it would end up in browser
         // history and in whatever the terminal is logged to.

@@ -8,6 +8,7 @@ mod body;
 mod components;
 mod dashboards;
 mod error;
+mod events;
 mod installations;
 mod layers;
 mod pages;
@@ -178,6 +179,14 @@ fn api() -> OpenApiRouter<Arc<App>> {
         .routes(routes!(installations::action))
         .routes(routes!(installations::receipts))
         .routes(routes!(installations::logs))
+        .routes(routes!(events::post_events))
+        .routes(routes!(events::queue))
+        .routes(routes!(events::list_dead_letters))
+        .routes(routes!(events::get_dead_letter, events::delete_dead_letter))
+        .routes(routes!(events::replay_dead_letter))
+        .routes(routes!(events::replay_installation))
+        .routes(routes!(events::purge_installation))
+        .routes(routes!(events::deliveries))
         .routes(routes!(dashboards::list_dashboards))
         .routes(routes!(
             dashboards::get_dashboard,

@@ -11,6 +11,7 @@
 //! | [`Calls`] | recent receipts and errors, the circuit breaker's counts |
 //! | [`Tenants`] | the tenants' databases (to drop them); quotas, through the registry and sandbox |
 //! | [`Hub`] | WebSocket sockets and topic relays of this node |
+//! | [`Events`] | the event queue (a backend); routes, rate buckets, delivery counts of this node |
 //! | [`Metrics`] | counters and histograms |
 //! | [`BodySlots`] | request bodies being received |
 
@@ -21,7 +22,11 @@ use plinth_host::{Backends, ErrorCode, PlinthError, Sandbox, SandboxConfig};
 
 use crate::calls::Calls;
 use crate::components::{CompileBounds, Components};
-use crate::config::{MetadataConfig, ServerConfig};
+use crate::config::{EventQueueConfig, MetadataConfig, ServerConfig};
+use crate::events::Events;
+use crate::events::queue::EventQueue;
+use crate::events::redis::RedisQueue;
+use crate::events::sqlite::SqliteQueue;
 use crate::installations::Installations;
 use crate::installer::Installer;
 use crate::metrics::Metrics;
@@ -51,6 +56,7 @@ pub struct App {
     pub calls: Arc<Calls>,
     pub tenants: Tenants,
     pub hub: Arc<Hub>,
+    pub events: Arc<Events>,
     pub bodies: BodySlots,
     started: Instant,
 }
@@ -140,12 +146,31 @@ impl App {
             sandbox.backends().broadcast.clone(),
             metrics.clone(),
         ));
+        let queue: Arc<dyn EventQueue> = match &config.events.queue {
+            EventQueueConfig::Sqlite => Arc::new(
+                SqliteQueue::open(&config.data_dir.join("events.sqlite3"))
+                    .map_err(|e| PlinthError::new(ErrorCode::Unavailable, e.to_string()))?,
+            ),
+            EventQueueConfig::Redis { url, prefix } => Arc::new(
+                RedisQueue::open(url, prefix, &node_id)
+                    .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
+            ),
+        };
+        let events = Arc::new(Events::new(
+            queue,
+            config.events.clone(),
+            registry.clone(),
+            installations.clone(),
+            calls.clone(),
+            metrics.clone(),
+        ));
         let tenants = Tenants::new(
             sandbox.clone(),
             registry.clone(),
             installations.clone(),
             calls.clone(),
             hub.clone(),
+            events.clone(),
             databases,
         );
         tenants.load_quotas().await?;
@@ -166,6 +191,7 @@ impl App {
             calls,
             tenants,
             hub,
+            events,
             bodies,
             started: Instant::now(),
         }))

@@ -44,6 +44,7 @@ pub struct ServerConfig {
     pub http: HttpConfig,
     pub websocket: WebSocketConfig,
     pub scheduler: SchedulerConfig,
+    pub events: EventsConfig,
     /// Identifies this node in tick claims and logs; a random id when empty.
     pub node_id: String,
     /// Concurrent guest instances the engine's pool holds slots for.
@@ -66,6 +67,7 @@ impl Default for ServerConfig {
             http: HttpConfig::default(),
             websocket: WebSocketConfig::default(),
             scheduler: SchedulerConfig::default(),
+            events: EventsConfig::default(),
             node_id: String::new(),
             pool_instances: 256,
         }
@@ -234,6 +236,96 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Where accepted events wait for their handlers.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum EventQueueConfig {
+    /// `data_dir/events.sqlite3` (WAL): one node.
+    #[default]
+    Sqlite,
+    /// Redis Streams, shared by every node.
+    Redis {
+        url: String,
+        /// Prefix of every key; deployments sharing one Redis need their own.
+        #[serde(default = "default_events_prefix")]
+        prefix: String,
+    },
+}
+
+fn default_events_prefix() -> String {
+    "plinth:events:".to_owned()
+}
+
+impl EventQueueConfig {
+    /// Redis at `url` with the default prefix.
+    pub fn redis(url: &str) -> Self {
+        EventQueueConfig::Redis {
+            url: url.to_owned(),
+            prefix: default_events_prefix(),
+        }
+    }
+}
+
+/// Event intake and delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    pub queue: EventQueueConfig,
+    /// Run handlers on this node (an intake-only node sets false).
+    pub enabled: bool,
+    /// Largest payload of one event, in bytes; larger is `PAYLOAD_TOO_LARGE` (413).
+    pub max_payload_bytes: usize,
+    /// Events in one request at most.
+    pub max_batch: usize,
+    /// Events a tenant may post per second on this node; more is `RATE_LIMITED` (429).
+    pub rate_per_second: u32,
+    /// Events a tenant may post at once above the rate.
+    pub burst: u32,
+    /// Deliveries a tenant may have waiting; a batch that would pass it is
+    /// `RATE_LIMITED` (429) until handlers catch up.
+    pub max_backlog: u64,
+    /// How long an event id is remembered: a repeat within it is a duplicate.
+    #[serde(with = "duration_ms")]
+    pub retention: Duration,
+    /// Attempts of a delivery before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Backoff before the first retry; it doubles per attempt, with jitter.
+    #[serde(with = "duration_ms")]
+    pub backoff_base: Duration,
+    #[serde(with = "duration_ms")]
+    pub backoff_max: Duration,
+    /// Deliveries running at once on this node.
+    pub max_running: usize,
+    /// Deliveries of one tenant running at once on this node.
+    pub max_running_per_tenant: usize,
+    /// How long a delivery taken by a node that died stays its own before another
+    /// node takes it over (Redis). A node running a delivery renews its claim every
+    /// third of this, so a handler may run longer.
+    #[serde(with = "duration_ms")]
+    pub lease: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            queue: EventQueueConfig::Sqlite,
+            enabled: true,
+            max_payload_bytes: 64 << 10,
+            max_batch: 1_000,
+            rate_per_second: 10_000,
+            burst: 20_000,
+            max_backlog: 100_000,
+            retention: Duration::from_secs(24 * 3600),
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(60),
+            max_running: 32,
+            max_running_per_tenant: 8,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
 mod duration_ms {
     use std::time::Duration;
 
@@ -250,7 +342,7 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ("PLINTH_DATA_DIR", "data directory (./plinth-data)"),
     (
         "PLINTH_REDIS_URL",
-        "use Redis for the cache and broadcast (redis://127.0.0.1:6379)",
+        "use Redis for the cache, broadcast and event queue (redis://127.0.0.1:6379)",
     ),
     (
         "PLINTH_POSTGRES_URL",
@@ -297,6 +389,7 @@ impl ServerConfig {
             config.data_dir = PathBuf::from(dir);
         }
         if let Some(url) = env("PLINTH_REDIS_URL") {
+            config.events.queue = EventQueueConfig::redis(&url);
             config.backends.cache = CacheConfig::Redis { url: url.clone() };
             config.backends.broadcast = BroadcastConfig::Redis { url };
         }
@@ -351,6 +444,38 @@ impl ServerConfig {
                  body_slots_per_token, max_connections, \
                  max_connections_per_address, \
                  scheduler.max_running and max_running_per_tenant must be at least 1"
+                    .into(),
+            ));
+        }
+        let events = &self.events;
+        if events.max_running == 0
+            || events.max_running_per_tenant == 0
+            || events.max_attempts == 0
+            || events.max_batch == 0
+            || events.max_payload_bytes == 0
+            || events.rate_per_second == 0
+        {
+            return Err(invalid(
+                "events.max_running, max_running_per_tenant, max_attempts, max_batch, \
+                 max_payload_bytes and rate_per_second must be at least 1"
+                    .into(),
+            ));
+        }
+        if (events.burst as usize) < events.max_batch {
+            return Err(invalid(format!(
+                "events.burst ({}) must be at least events.max_batch ({}), or a full batch is \
+                 never admitted",
+                events.burst, events.max_batch
+            )));
+        }
+        if events.retention < Duration::from_secs(1)
+            || events.lease < Duration::from_secs(1)
+            || events.backoff_base.is_zero()
+            || events.backoff_max < events.backoff_base
+        {
+            return Err(invalid(
+                "events.retention and lease must be at least 1000 ms, backoff_base more than \
+                 0 ms and backoff_max at least backoff_base"
                     .into(),
             ));
         }

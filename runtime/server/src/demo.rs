@@ -95,3 +95,99 @@ pub async fn seed(db: &dyn DbBackend, tenant: &str, now_ms: i64) -> Result<u64, 
     }
     Ok(orders as u64)
 }
+
+/// Events the demo tenant's example handlers take, posted a few times a second so the
+/// console is alive on first start: completed orders (sales-metrics), host samples
+/// (perf-monitor) and entity changes with a bulk import now and then (entity-feed).
+pub async fn traffic(events: std::sync::Arc<crate::events::Events>, tenant: String) {
+    use crate::events::{NewEvent, Priority};
+    use serde_json::json;
+
+    let random = |n: u64| {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::fill(&mut bytes);
+        u64::from_le_bytes(bytes) % n.max(1)
+    };
+    const HOSTS: [&str; 4] = ["web-1", "web-2", "db-1", "worker-1"];
+    let mut tick = tokio::time::interval(Duration::from_millis(400));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    for round in 0u64.. {
+        tick.tick().await;
+        let now = crate::registry::now_ms();
+        let mut batch = vec![NewEvent {
+            id: format!("demo-order-{now}"),
+            name: "order.completed".into(),
+            payload: json!({
+                "order_id": now,
+                "customer_id": random(40) + 1,
+                "staff_id": random(5) + 1,
+                "total": (random(50_000) as f64) / 100.0 + 5.0,
+                "at_ms": now,
+            }),
+            priority: Priority::Normal,
+            key: None,
+        }];
+        if round % 5 == 0 {
+            for (i, host) in HOSTS.iter().enumerate() {
+                let load = 20.0 + random(60) as f64 + i as f64 * 5.0;
+                batch.push(NewEvent {
+                    id: format!("demo-sample-{now}-{host}"),
+                    name: "metric.sample".into(),
+                    payload: json!({
+                        "host": host,
+                        "cpu": load.min(100.0),
+                        "memory": 40.0 + random(50) as f64,
+                        "latency_ms": 20.0 + random(300) as f64,
+                    }),
+                    priority: Priority::Low,
+                    key: Some(format!("host-{host}")),
+                });
+            }
+        }
+        if round % 7 == 0 {
+            let kind = ["created", "updated", "deleted"][random(3) as usize];
+            let entity = ["customer", "invoice", "ticket"][random(3) as usize];
+            batch.push(NewEvent {
+                id: format!("demo-entity-{now}"),
+                name: format!("entity.{kind}"),
+                payload: json!({
+                    "entity": entity,
+                    "entity_id": format!("{}", random(1000)),
+                    "fields": {"source": "demo"},
+                }),
+                priority: Priority::Normal,
+                key: None,
+            });
+        }
+        // A bulk import every minute or so: started, progress at high priority, done.
+        let step = round % 150;
+        if step < 12 {
+            let operation = format!("import-{}", round / 150);
+            let (name, payload) = match step {
+                0 => (
+                    "bulk.started",
+                    json!({"operation_id": operation, "total": 1000}),
+                ),
+                11 => ("bulk.completed", json!({"operation_id": operation})),
+                n => (
+                    "bulk.progress",
+                    json!({"operation_id": operation, "done": n * 100}),
+                ),
+            };
+            batch.push(NewEvent {
+                id: format!("demo-{operation}-{step}"),
+                name: name.into(),
+                payload,
+                priority: if name == "bulk.progress" {
+                    Priority::High
+                } else {
+                    Priority::Normal
+                },
+                key: Some(operation),
+            });
+        }
+        if let Err(e) = events.accept(&tenant, batch).await {
+            tracing::debug!(error = %e, "demo traffic not accepted");
+        }
+    }
+}

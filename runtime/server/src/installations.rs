@@ -3,6 +3,7 @@
 //! node changes one. The scheduler waits on [`Installations::changed`] to reload.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,9 @@ pub struct Installations {
     registry: Arc<Registry>,
     memory: Mutex<HashMap<Key, (Instant, Installation)>>,
     changed: Notify,
+    /// Counts changes made on this node, so memories built from installations (the
+    /// event routes) know when to start over.
+    generation: AtomicU64,
 }
 
 impl Installations {
@@ -33,6 +37,7 @@ impl Installations {
             registry,
             memory: Mutex::default(),
             changed: Notify::new(),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -61,6 +66,7 @@ impl Installations {
             .lock()
             .recover()
             .remove(&(tenant.to_owned(), id.to_owned()));
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
     }
 
@@ -70,7 +76,13 @@ impl Installations {
             .lock()
             .recover()
             .retain(|key, _| key.0 != tenant);
+        self.generation.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_one();
+    }
+
+    /// Changes made on this node so far.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
     }
 
     /// Resolves at the next change made on this node (or one made before and not yet

@@ -2,7 +2,7 @@
 //!
 //! `plinth serve`: the registry (tenants, tokens, components, installations,
 //! dashboards), the REST API under `/api/v1`, the WebSocket hub, the tick scheduler,
-//! health and Prometheus metrics, over one [`plinth_host::Sandbox`].
+//! the event queue and its dispatcher, health and Prometheus metrics, over one [`plinth_host::Sandbox`].
 
 pub mod api;
 pub mod app;
@@ -11,6 +11,7 @@ pub mod components;
 pub mod config;
 pub mod connections;
 pub mod demo;
+pub mod events;
 pub mod installations;
 pub mod installer;
 pub mod metrics;
@@ -45,6 +46,7 @@ pub struct RunningServer {
     task: JoinHandle<std::io::Result<()>>,
     metrics_task: Option<JoinHandle<std::io::Result<()>>>,
     scheduler: Option<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -58,6 +60,9 @@ impl RunningServer {
         let _ = self.shutdown.send(true);
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
+        }
+        if let Some(dispatcher) = self.dispatcher.take() {
+            dispatcher.abort();
         }
         if let Some(metrics) = self.metrics_task.take() {
             metrics.await.map_err(std::io::Error::other)??;
@@ -129,7 +134,8 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthErro
         });
         tokio::spawn(ticks.run())
     });
-    tracing::info!(%addr, ?metrics_addr, node = %app.node_id, "plinth serving");
+    let dispatcher = app.config.events.enabled.then(|| app.events.start());
+    tracing::info!(%addr, ?metrics_addr, node = %app.node_id, events = app.events.queue().kind(), "plinth serving");
     Ok(RunningServer {
         addr,
         metrics_addr,
@@ -138,6 +144,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthErro
         task,
         metrics_task,
         scheduler,
+        dispatcher,
     })
 }
 

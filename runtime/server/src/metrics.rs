@@ -43,6 +43,34 @@ const LATENESS_BUCKETS: &[f64] = &[
     0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
+/// Buckets of event accepted → handler done, in seconds.
+const HANDLED_BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    tenant: String,
+    outcome: &'static str,
+}
+
+/// The event pipeline's series.
+#[derive(Debug, Default)]
+struct EventSeries {
+    accepted: Family<TenantLabels, Counter>,
+    duplicates: Family<TenantLabels, Counter>,
+    deliveries: Family<DeliveryLabels, Counter>,
+    retries: Family<TenantLabels, Counter>,
+    dead_letters: Family<TenantLabels, Counter>,
+    depth: Family<TenantLabels, Gauge>,
+    lag: Family<TenantLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+}
+
 /// A counter of the server's own, registered and encoded by prometheus-client.
 #[derive(Debug, Clone, Default)]
 pub struct Count(Counter);
@@ -249,6 +277,8 @@ pub struct Metrics {
     pub ticks_claimed_elsewhere: Count,
     pub compiles_running: Gauge,
     pub installations_parked: Count,
+    events: EventSeries,
+    handled: Histogram,
 }
 
 /// Registers under the exposed name: prometheus-client adds `_total` to a counter's
@@ -282,6 +312,8 @@ impl Default for Metrics {
             ticks_claimed_elsewhere: Count::default(),
             compiles_running: Gauge::default(),
             installations_parked: Count::default(),
+            events: EventSeries::default(),
+            handled: Histogram::new(HANDLED_BUCKETS.iter().copied()),
         };
         let r = &mut m.registry;
         register(
@@ -386,11 +418,121 @@ impl Default for Metrics {
             "Installations the circuit breaker parked.",
             m.installations_parked.clone(),
         );
+        let e = &m.events;
+        register(
+            r,
+            "plinth_events_accepted_total",
+            "Events accepted (stored durably) by tenant.",
+            e.accepted.clone(),
+        );
+        register(
+            r,
+            "plinth_events_duplicates_total",
+            "Events posted again within the retention, acknowledged and not delivered again.",
+            e.duplicates.clone(),
+        );
+        register(
+            r,
+            "plinth_event_deliveries_total",
+            "Delivery attempts by tenant and outcome (done, retried, dead, waited, void).",
+            e.deliveries.clone(),
+        );
+        register(
+            r,
+            "plinth_event_retries_total",
+            "Deliveries scheduled for another attempt.",
+            e.retries.clone(),
+        );
+        register(
+            r,
+            "plinth_event_dead_letters_total",
+            "Deliveries given up on and kept as dead letters.",
+            e.dead_letters.clone(),
+        );
+        register(
+            r,
+            "plinth_event_queue_depth",
+            "Deliveries waiting, running or to be retried, by tenant.",
+            e.depth.clone(),
+        );
+        register(
+            r,
+            "plinth_event_queue_lag_seconds",
+            "Age of the oldest open delivery, by tenant.",
+            e.lag.clone(),
+        );
+        register(
+            r,
+            "plinth_event_handled_seconds",
+            "From an event's acceptance to its handler's success.",
+            m.handled.clone(),
+        );
         m
     }
 }
 
 impl Metrics {
+    pub fn events_accepted(&self, tenant: &str, accepted: u64, duplicates: u64) {
+        let labels = TenantLabels {
+            tenant: tenant.to_owned(),
+        };
+        if accepted > 0 {
+            self.events.accepted.get_or_create(&labels).inc_by(accepted);
+        }
+        if duplicates > 0 {
+            self.events
+                .duplicates
+                .get_or_create(&labels)
+                .inc_by(duplicates);
+        }
+    }
+
+    /// One delivery attempt's outcome: `done`, `retried`, `dead`, `waited` or `void`.
+    pub fn event_delivery(&self, tenant: &str, outcome: &'static str) {
+        self.events
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                tenant: tenant.to_owned(),
+                outcome,
+            })
+            .inc();
+        let labels = TenantLabels {
+            tenant: tenant.to_owned(),
+        };
+        match outcome {
+            "retried" => {
+                self.events.retries.get_or_create(&labels).inc();
+            }
+            "dead" => {
+                self.events.dead_letters.get_or_create(&labels).inc();
+            }
+            _ => {}
+        }
+    }
+
+    /// Deliveries of a tenant by outcome, on this node.
+    pub fn event_deliveries(&self, tenant: &str, outcome: &'static str) -> u64 {
+        self.events
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                tenant: tenant.to_owned(),
+                outcome,
+            })
+            .get()
+    }
+
+    pub fn event_handled(&self, seconds: f64) {
+        self.handled.observe(seconds);
+    }
+
+    pub fn event_queue(&self, tenant: &str, depth: u64, lag_seconds: f64) {
+        let labels = TenantLabels {
+            tenant: tenant.to_owned(),
+        };
+        self.events.depth.get_or_create(&labels).set(depth as i64);
+        self.events.lag.get_or_create(&labels).set(lag_seconds);
+    }
+
     /// Records one call from its receipt; `extension` is `name@version`.
     pub fn record_call(&self, receipt: &Receipt, extension: &Arc<str>) {
         {

@@ -45,6 +45,9 @@ pub enum Role {
     TenantAdmin,
     /// Watches one tenant's dashboards: render, subscribe, read.
     Viewer,
+    /// Posts events to one tenant and does nothing else: the token the tenant's own
+    /// application holds.
+    Publisher,
 }
 
 impl Role {
@@ -53,6 +56,7 @@ impl Role {
             Role::Operator => "operator",
             Role::TenantAdmin => "tenant-admin",
             Role::Viewer => "viewer",
+            Role::Publisher => "publisher",
         }
     }
 
@@ -61,6 +65,7 @@ impl Role {
             "operator" => Some(Role::Operator),
             "tenant-admin" => Some(Role::TenantAdmin),
             "viewer" => Some(Role::Viewer),
+            "publisher" => Some(Role::Publisher),
             _ => None,
         }
     }

@@ -10,6 +10,7 @@ use plinth_host::capability::db::postgres::PostgresDb;
 use plinth_host::{BackendError, ErrorCode, PlinthError, Sandbox, TenantQuota};
 
 use crate::calls::Calls;
+use crate::events::Events;
 use crate::installations::Installations;
 use crate::registry::{Registry, Tenant, TenantRemoval, check_id};
 use crate::ws::Hub;
@@ -26,6 +27,7 @@ pub struct Tenants {
     installations: Arc<Installations>,
     calls: Arc<Calls>,
     hub: Arc<Hub>,
+    events: Arc<Events>,
     databases: TenantDatabases,
 }
 
@@ -36,6 +38,7 @@ impl Tenants {
         installations: Arc<Installations>,
         calls: Arc<Calls>,
         hub: Arc<Hub>,
+        events: Arc<Events>,
         databases: TenantDatabases,
     ) -> Self {
         Tenants {
@@ -44,6 +47,7 @@ impl Tenants {
             installations,
             calls,
             hub,
+            events,
             databases,
         }
     }
@@ -104,7 +108,7 @@ impl Tenants {
     }
 
     /// Deletes a tenant and everything it has: metadata (tokens first, so they stop
-    /// working on this node at once), its database, cache keys and topics, its sockets
+    /// working on this node at once), its event queue, database, cache keys and topics, its sockets
     /// on this node, and what this node remembers of it. Its schedules stop at the
     /// scheduler's next reload, which this wakes.
     pub async fn delete(&self, tenant: &str) -> Result<TenantRemoval, PlinthError> {
@@ -120,6 +124,12 @@ impl Tenants {
     /// database.
     async fn drop_data(&self, tenant: &str, state: &str) -> Result<(), PlinthError> {
         self.hub.drop_tenant(tenant);
+        self.events.forget_tenant(tenant).await.map_err(|e| {
+            PlinthError::new(
+                ErrorCode::Unavailable,
+                format!("tenant {tenant} {state} but its event queue could not be dropped: {e}"),
+            )
+        })?;
         let backends = self.sandbox.backends();
         backends.broadcast.drop_tenant(tenant);
         backends.log.drop_tenant(tenant);

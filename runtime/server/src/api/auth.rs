@@ -4,7 +4,9 @@
 //! - [`Caller`]: any working token;
 //! - [`Operator`]: an operator token;
 //! - [`Viewer`]: may read the tenant the path names (its viewers and admins, operators);
-//! - [`Admin`]: may change it (its admins, operators).
+//! - [`Admin`]: may change it (its admins, operators);
+//! - [`Publisher`]: may post events to it (its publishers and admins, operators); a
+//!   publisher token may do nothing else.
 //!
 //! Another tenant's token learns nothing about a tenant: it gets `NOT_FOUND`, as for a
 //! tenant that does not exist.
@@ -77,7 +79,7 @@ impl FromRequestParts<Arc<App>> for Viewer {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> ApiResult<Self> {
-        let (_, tenant) = authorize(parts, app, false).await?;
+        let (_, tenant) = authorize(parts, app, Access::Read).await?;
         Ok(Viewer { tenant })
     }
 }
@@ -99,9 +101,31 @@ impl FromRequestParts<Arc<App>> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> ApiResult<Self> {
-        let (principal, tenant) = authorize(parts, app, true).await?;
+        let (principal, tenant) = authorize(parts, app, Access::Change).await?;
         Ok(Admin { principal, tenant })
     }
+}
+
+/// A token that may post events to the tenant of the path (`{tenant}`).
+pub struct Publisher {
+    pub tenant: String,
+}
+
+impl FromRequestParts<Arc<App>> for Publisher {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> ApiResult<Self> {
+        let (_, tenant) = authorize(parts, app, Access::Publish).await?;
+        Ok(Publisher { tenant })
+    }
+}
+
+/// What a route does with its tenant.
+#[derive(Clone, Copy, PartialEq)]
+enum Access {
+    Read,
+    Change,
+    Publish,
 }
 
 /// The tenant the path names.
@@ -119,7 +143,7 @@ pub(super) async fn tenant_of(parts: &mut Parts, app: &Arc<App>) -> ApiResult<St
 async fn authorize(
     parts: &mut Parts,
     app: &Arc<App>,
-    change: bool,
+    access: Access,
 ) -> ApiResult<(Principal, String)> {
     let tenant = tenant_of(parts, app).await?;
     let principal = principal_of(app, token_of(&parts.headers)).await?;
@@ -127,7 +151,8 @@ async fn authorize(
     let allowed = match principal.role {
         Role::Operator => true,
         Role::TenantAdmin => own,
-        Role::Viewer => own && !change,
+        Role::Viewer => own && access == Access::Read,
+        Role::Publisher => own && access == Access::Publish,
     };
     if !allowed {
         return Err(if !own && principal.role != Role::Operator {

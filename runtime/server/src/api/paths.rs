@@ -82,3 +82,15 @@ pub struct TokenPath {
     #[param(pattern = "^[0-9a-f]{16}$")]
     pub id: String,
 }
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct DeadLetterPath {
+    /// The tenant's id.
+    #[param(pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    #[allow(dead_code)]
+    pub tenant: String,
+    /// The dead letter's id, 16 hex digits.
+    #[param(pattern = "^[0-9a-f]{16}$")]
+    pub id: String,
+}

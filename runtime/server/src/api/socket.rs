@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::auth::{principal_of, token_of};
 use super::error::{ApiError, error};
 use crate::app::App;
+use crate::registry::Role;
 
 #[derive(Deserialize)]
 pub struct WsQuery {
@@ -58,6 +59,12 @@ pub async fn websocket(
         Ok(p) => p,
         Err(e) => return refuse(e),
     };
+    if principal.role == Role::Publisher {
+        return refuse(error(
+            ErrorCode::Forbidden,
+            "a publisher token posts events and does nothing else",
+        ));
+    }
     let upgrade = match upgrade {
         Ok(u) => u,
         Err(e) => {

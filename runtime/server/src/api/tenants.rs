@@ -150,6 +150,7 @@ pub async fn put_quota(
 pub enum TenantRole {
     TenantAdmin,
     Viewer,
+    Publisher,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -219,6 +220,7 @@ pub async fn create_token(
     let role = match request.role {
         TenantRole::TenantAdmin => Role::TenantAdmin,
         TenantRole::Viewer => Role::Viewer,
+        TenantRole::Publisher => Role::Publisher,
     };
     let (token, info) = app
         .registry
