@@ -5,6 +5,9 @@
 //! - `ticks`: thousands of installations ticking every 5 s; CPU used and tick lateness.
 //! - `fanout`: one topic with thousands of WebSocket subscribers (in a child process,
 //!   so neither side runs out of file descriptors); messages delivered per second.
+//! - `events`, on the SQLite queue and on Redis Streams: events accepted durably per
+//!   second (wrk posting one event per request, handlers off), events handled per second
+//!   end to end, and event → WebSocket latency at light load.
 
 use std::io::{BufRead, BufReader, Write as _};
 use std::path::PathBuf;
@@ -22,7 +25,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchServerArgs {
-    /// Run only the cases whose names contain this: `render`, `ticks`, `fanout`.
+    /// Run only the cases whose names contain this: `render`, `ticks`, `fanout`,
+    /// `events`.
     #[arg(long)]
     pub only: Option<String>,
     /// Seconds each wrk run and the tick measurement last.
@@ -40,6 +44,12 @@ pub struct BenchServerArgs {
     /// Messages published in the fan-out case.
     #[arg(long, default_value_t = 20)]
     pub messages: usize,
+    /// Events of the events case's end-to-end run.
+    #[arg(long, default_value_t = 5_000)]
+    pub events: usize,
+    /// Redis of the events case's Redis Streams queue.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    pub redis: String,
     /// Scratch directory.
     #[arg(long, default_value = "target/bench-data/server")]
     pub data_dir: PathBuf,
@@ -406,6 +416,259 @@ async fn fanout_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
     }))
 }
 
+/// The journal handler: one row per delivery in the tenant's database, one message on
+/// topic `journal`.
+fn journal_bytes() -> anyhow::Result<Vec<u8>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Ok(crate::component_bytes(&root.join("tests/guests/event-journal"))?.1)
+}
+
+/// A server for the events case, with the journal handler installed for `bench`;
+/// the admin token.
+async fn events_server(
+    args: &BenchServerArgs,
+    case: &str,
+    redis: Option<&str>,
+    dispatch: bool,
+) -> anyhow::Result<(plinth_server::RunningServer, String)> {
+    let running = server(args, case, |c| {
+        if let Some(url) = redis {
+            // Its own keys, apart from any server using the same Redis.
+            c.events.queue = plinth_server::config::EventQueueConfig::Redis {
+                url: url.into(),
+                prefix: format!("plinth-bench:{case}:{}:", epoch_us()),
+            };
+        }
+        c.events.enabled = dispatch;
+        // Load, not abuse: the intake's caps are lifted.
+        c.events.rate_per_second = 10_000_000;
+        c.events.burst = 10_000_000;
+        c.events.max_backlog = u64::MAX / 2;
+        c.http.max_connections_per_address = 4_096;
+        // wrk posts every body with one token.
+        c.http.body_slots = 4_096;
+        c.http.body_slots_per_token = 4_096;
+    })
+    .await?;
+    let app = running.app.clone();
+    app.registry.create_tenant("bench", "bench").await?;
+    let token = app
+        .registry
+        .create_token(Some("bench"), Role::TenantAdmin, "bench")
+        .await?;
+    let hash = app
+        .components
+        .upload("bench", journal_bytes()?)
+        .await?
+        .component
+        .hash;
+    let request = serde_json::from_value(json!({
+        "id": "journal", "component": hash, "grants": "db:write,broadcast,log",
+    }))?;
+    app.installer.install("bench", request, true).await?;
+    Ok((running, token))
+}
+
+/// wrk posting `batch` events per request, each with its own id.
+fn wrk_post(
+    url: &str,
+    token: &str,
+    args: &BenchServerArgs,
+    tag: &str,
+    batch: usize,
+) -> anyhow::Result<Value> {
+    let script = args.data_dir.join(format!("post-{tag}.lua"));
+    std::fs::create_dir_all(&args.data_dir)?;
+    std::fs::write(
+        &script,
+        format!(
+            r#"local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+local n = 0
+function request()
+  local events = {{}}
+  for i = 1, {batch} do
+    n = n + 1
+    events[i] = '{{"id":"{tag}-' .. tid .. '-' .. n .. '","name":"test.bench","payload":{{"n":' .. n .. '}}}}'
+  end
+  local body = '[' .. table.concat(events, ',') .. ']'
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {token}"}}, body)
+end
+"#
+        ),
+    )?;
+    let output = Command::new("wrk")
+        .args([
+            "-t2",
+            &format!("-c{}", args.connections),
+            &format!("-d{}s", args.duration),
+            "--latency",
+            "-s",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    ensure!(output.status.success(), "wrk failed: {text}");
+    ensure!(
+        !text.contains("Non-2xx"),
+        "the intake answered errors: {text}"
+    );
+    let rate = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .context("no Requests/sec in wrk output")?;
+    let percentile = |p: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(p))
+            .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
+    };
+    Ok(json!({
+        "events_per_request": batch,
+        "requests_per_second": rate.round(),
+        "accepted_per_second": (rate * batch as f64).round(),
+        "p50": percentile("50%"),
+        "p99": percentile("99%"),
+    }))
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+async fn events_case(args: &BenchServerArgs, redis: Option<&str>) -> anyhow::Result<Value> {
+    let tag = if redis.is_some() { "redis" } else { "sqlite" };
+    // 1. Intake alone: every event durable (and routed to the journal) before its 202;
+    //    one event per request, then batches of 100.
+    let mut intake = Vec::new();
+    for batch in [1, 100] {
+        let case = format!("events-intake-{tag}-{batch}");
+        let (running, token) = events_server(args, &case, redis, false).await?;
+        let url = format!("{}/api/v1/tenants/bench/events", running.url());
+        let (args2, tag2) = (args.clone(), format!("{tag}-{batch}-{}", epoch_us()));
+        let mut result =
+            tokio::task::spawn_blocking(move || wrk_post(&url, &token, &args2, &tag2, batch))
+                .await??;
+        result["deliveries_stored"] = running
+            .app
+            .events
+            .view("bench")
+            .await?
+            .backlog
+            .waiting
+            .into();
+        // What was stored goes with the run (in Redis it would outlive the data directory).
+        running.app.events.forget_tenant("bench").await?;
+        running.stop().await?;
+        intake.push(result);
+    }
+
+    // 2. End to end: N events posted in batches of 100 while handlers run.
+    let (running, token) = events_server(args, &format!("events-e2e-{tag}"), redis, true).await?;
+    let url = format!("{}/api/v1/tenants/bench/events", running.url());
+    let http = reqwest::Client::new();
+    let run = epoch_us();
+    let started = Instant::now();
+    let total = args.events;
+    for batch in 0..total.div_ceil(100) {
+        let events: Vec<Value> = (batch * 100..((batch + 1) * 100).min(total))
+            .map(|i| json!({"id": format!("e2e-{run}-{i}"), "name": "test.bench"}))
+            .collect();
+        let response = http
+            .post(&url)
+            .bearer_auth(&token)
+            .body(serde_json::to_vec(&events)?)
+            .send()
+            .await?;
+        ensure!(
+            response.status().as_u16() == 202,
+            "intake: {}",
+            response.text().await?
+        );
+    }
+    let posted = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while (running.app.metrics.event_deliveries("bench", "done") as usize) < total {
+        ensure!(Instant::now() < deadline, "handlers did not finish");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let handled = started.elapsed();
+
+    // 3. Latency at light load: one event every 20 ms, timed from the POST to the
+    //    handler's message on a subscribed socket.
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws?token={token}", running.addr))
+            .await?;
+    socket
+        .send(Message::Text(
+            json!({"type": "subscribe", "topic": "journal"})
+                .to_string()
+                .into(),
+        ))
+        .await?;
+    while let Some(message) = socket.next().await {
+        if let Message::Text(text) = message?
+            && text.contains("subscribed")
+        {
+            break;
+        }
+    }
+    let mut latencies = Vec::new();
+    for i in 0..200 {
+        let id = format!("light-{run}-{i}");
+        let sent = Instant::now();
+        let response = http
+            .post(&url)
+            .bearer_auth(&token)
+            .body(json!({"id": id, "name": "test.light"}).to_string())
+            .send()
+            .await?;
+        ensure!(
+            response.status().as_u16() == 202,
+            "intake: {}",
+            response.text().await?
+        );
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+                .await
+                .context("no push within 10 s")?
+                .context("socket closed")??;
+            if let Message::Text(text) = message
+                && text.contains(&id)
+            {
+                break;
+            }
+        }
+        latencies.push(sent.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort_by(f64::total_cmp);
+    running.app.events.forget_tenant("bench").await?;
+    running.stop().await?;
+    Ok(json!({
+        "intake": intake,
+        "end_to_end": {
+            "events": total,
+            "post_seconds": (posted.as_secs_f64() * 1000.0).round() / 1000.0,
+            "handled_seconds": (handled.as_secs_f64() * 1000.0).round() / 1000.0,
+            "handled_per_second": (total as f64 / handled.as_secs_f64()).round(),
+        },
+        "event_to_websocket_ms": {
+            "samples": latencies.len(),
+            "p50": (quantile(&latencies, 0.5) * 100.0).round() / 100.0,
+            "p99": (quantile(&latencies, 0.99) * 100.0).round() / 100.0,
+        },
+    }))
+}
+
 /// The subscriber process: opens the sockets, subscribes, says `ready`, counts.
 async fn subscriber_process(url: &str, subscribers: usize, messages: usize) -> anyhow::Result<()> {
     let received = Arc::new(AtomicU64::new(0));
@@ -489,6 +752,12 @@ pub async fn run(args: BenchServerArgs) -> anyhow::Result<Value> {
     }
     if args.wants("fanout") {
         report["fanout"] = fanout_case(&args).await?;
+    }
+    if args.wants("events") {
+        report["events"] = json!({
+            "sqlite": events_case(&args, None).await?,
+            "redis": events_case(&args, Some(&args.redis)).await?,
+        });
     }
     Ok(report)
 }
