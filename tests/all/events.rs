@@ -92,7 +92,18 @@ async fn install(
 /// A new tenant with the event journal installed as `journal`: its id and its admin and
 /// viewer tokens.
 async fn journal_tenant(server: &TestServer) -> (String, String, String) {
-    let (tenant, admin, viewer) = journal_tenant(server).await;
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    install(
+        server,
+        &tenant,
+        &admin,
+        JOURNAL,
+        "journal",
+        "db:write,broadcast,log",
+        Value::Null,
+    )
+    .await;
     (tenant, admin, viewer)
 }
 
@@ -315,12 +326,15 @@ async fn bad_events_get_their_codes_and_nothing_is_stored() {
     let server = TestServer::start(|config| {
         // Nothing drains the queue, so the backlog cap can be reached.
         config.events.enabled = false;
-        config.events.rate_per_second = 20;
-        config.events.burst = 20;
+        // One event a second after a burst of 30: the refill during the test is too
+        // small to matter.
+        config.events.rate_per_second = 1;
+        config.events.burst = 30;
+        config.events.max_batch = 30;
         config.events.max_backlog = 3;
     })
     .await;
-    let (tenant, admin, viewer) = journal_tenant(&server).await;
+    let (tenant, _, viewer) = journal_tenant(&server).await;
     let publisher = token(&server, &tenant, "publisher").await;
     let path = format!("/api/v1/tenants/{tenant}/events");
     let good = json!({"id": "e-1", "name": "test.one", "payload": {"n": 1}});
@@ -487,8 +501,8 @@ async fn bad_events_get_their_codes_and_nothing_is_stored() {
     .await;
     assert_eq!(status, 202, "{body}");
 
-    // The rate (20 a second, burst 20): a batch over what is left is refused whole.
-    let many: Vec<Value> = (0..25)
+    // The rate (a burst of 30, 5 used): a batch over what is left is refused whole.
+    let many: Vec<Value> = (0..30)
         .map(|i| json!({"id": format!("r-{i}"), "name": "other.thing"}))
         .collect();
     let response = server
@@ -872,7 +886,7 @@ async fn nothing_accepted_is_lost_across_a_kill(schema: Option<String>) {
     let spec = process_spec(dir.path(), "crash-node", schema.as_deref());
     let first = Process::start(&spec).await;
     let server = &first.server;
-    let (tenant, admin, viewer) = journal_tenant(server).await;
+    let (tenant, _, viewer) = journal_tenant(server).await;
     let publisher = token(server, &tenant, "publisher").await;
     let (stop, stopped) = tokio::sync::oneshot::channel();
     let posting = {
@@ -1018,4 +1032,49 @@ async fn a_surviving_node_takes_over_a_dead_nodes_deliveries() {
     };
     assert_eq!(rows["slow"], vec![1, 2], "taken over with a higher attempt");
     b.kill().await;
+}
+
+/// A busy tenant does not starve a calm one: with a backlog of slow deliveries for one
+/// tenant, another tenant's event is handled while that backlog is still long.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_tenant_does_not_starve_a_calm_one() {
+    let server = TestServer::start(|config| {
+        config.events.max_running = 4;
+        config.events.max_running_per_tenant = 2;
+    })
+    .await;
+    let (busy, busy_admin, busy_viewer) = journal_tenant(&server).await;
+    let (calm, calm_admin, calm_viewer) = journal_tenant(&server).await;
+    // 200 deliveries of 50 ms each, at most 2 at once: at least 5 s of work.
+    let flood: Vec<Value> = (0..200)
+        .map(|i| json!({"id": format!("flood-{i}"), "name": "test.flood", "payload": {"spin_ms": 50}}))
+        .collect();
+    let (status, body) = post(&server, &busy, &busy_admin, Value::Array(flood)).await;
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = post(
+        &server,
+        &calm,
+        &calm_admin,
+        json!({"id": "calm-1", "name": "test.calm"}),
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    until(Duration::from_secs(30), || async {
+        let rows = journal(&server, &calm, &calm_viewer).await;
+        (!rows.is_empty()).then_some(())
+    })
+    .await
+    .expect("the calm tenant's event was handled");
+    let (_, queue) = server
+        .get(
+            &format!("/api/v1/tenants/{busy}/events/queue"),
+            &busy_viewer,
+        )
+        .await;
+    let waiting = queue["waiting"].as_u64().unwrap();
+    assert!(
+        waiting > 100,
+        "the calm tenant waited for the busy one: {waiting} of 200 left"
+    );
+    server.stop().await;
 }
