@@ -60,7 +60,10 @@ for e = 1, n do
     result[e] = 1
     local stream = p .. 'q:' .. tenant .. ':' .. prio
     if not grouped[stream] then
-      redis.pcall('XGROUP', 'CREATE', stream, 'plinth', '0', 'MKSTREAM')
+      -- A stream is only ever made with its group: creating the group is needed once.
+      if redis.call('EXISTS', stream) == 0 then
+        redis.call('XGROUP', 'CREATE', stream, 'plinth', '0', 'MKSTREAM')
+      end
       grouped[stream] = true
     end
     for k = 0, ninst - 1 do
