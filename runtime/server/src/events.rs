@@ -487,8 +487,8 @@ impl Events {
         }
     }
 
-    /// How long a taken delivery is another node's before it may be taken over: the
-    /// longest a handler may run, and some.
+    /// How long a taken delivery stays this node's without a renewal before another node
+    /// may take it over (renewed every third of it while its handler runs).
     fn lease_ms(&self) -> i64 {
         self.config.lease.as_millis() as i64
     }
