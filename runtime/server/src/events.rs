@@ -26,7 +26,7 @@ use crate::calls::Calls;
 use crate::config::EventsConfig;
 use crate::installations::Installations;
 use crate::metrics::Metrics;
-use crate::registry::{Installation, Registry, now_ms};
+use crate::registry::{Registry, now_ms};
 use queue::{Acceptance, Delivery, Routed};
 pub use queue::{Backlog, DeadLetter, EventQueue, Fate, Priority, Selection, StoredEvent};
 
@@ -422,6 +422,9 @@ impl Events {
             if gauges_at.elapsed() >= Duration::from_secs(1) {
                 gauges_at = Instant::now();
                 self.update_gauges().await;
+                if let Err(e) = self.queue.sweep().await {
+                    tracing::warn!(error = %e, "event queue housekeeping failed");
+                }
             }
             let tenants = match self.queue.tenants().await {
                 Ok(tenants) => tenants,
@@ -589,7 +592,7 @@ impl Events {
             attempt: delivery.attempt,
         };
         match self.calls.call(&installation, call).await {
-            Ok(report) => self.judge(delivery, &installation, report),
+            Ok(report) => self.judge(delivery, report),
             // Refused before it ran (parked or disabled meanwhile, or its code could not be
             // loaded): the handler never saw it, so no attempt is used.
             Err(e) => {
@@ -602,7 +605,6 @@ impl Events {
     fn judge(
         &self,
         delivery: &Delivery,
-        _installation: &Installation,
         report: CallReport,
     ) -> (Fate, &'static str, Option<PlinthError>) {
         let error = match report.outcome {

@@ -45,14 +45,6 @@ impl Priority {
     pub fn rank(self) -> i64 {
         self as i64
     }
-
-    pub fn from_rank(rank: i64) -> Priority {
-        match rank {
-            0 => Priority::High,
-            2 => Priority::Low,
-            _ => Priority::Normal,
-        }
-    }
 }
 
 /// An event as the queue keeps it.
@@ -180,6 +172,11 @@ pub trait EventQueue: Send + Sync {
 
     /// Tenants that may have deliveries due.
     async fn tenants(&self) -> Result<Vec<String>, BackendError>;
+
+    /// Housekeeping, once a second: what expires and is not expired by the store itself.
+    async fn sweep(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
 
     /// Up to `max` deliveries of `tenant` due now, high priority first, in acceptance
     /// order within a priority, none whose key has an earlier delivery open. A taken

@@ -103,9 +103,30 @@ return next
 const REPLAY: &str = r#"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[4])
 redis.pcall('XGROUP', 'CREATE', KEYS[3], 'plinth', '0', 'MKSTREAM')
 redis.call('XADD', KEYS[3], '*', 'i', ARGV[2], 'e', ARGV[3], 'a', '0', 't', '')
 return 1
+"#;
+
+/// The tenants with entries in a stream or retries waiting; a tenant with neither is
+/// taken out of the set (in the same script, so an accept cannot slip in between:
+/// accepting adds the tenant again), so an idle node's poll costs only the busy ones.
+const BUSY: &str = r#"
+local p = ARGV[1]
+local busy = {}
+for _, tenant in ipairs(redis.call('SMEMBERS', p .. 't')) do
+  local open = redis.call('ZCARD', p .. 'retry:' .. tenant)
+  for _, prio in ipairs({'high', 'normal', 'low'}) do
+    open = open + redis.call('XLEN', p .. 'q:' .. tenant .. ':' .. prio)
+  end
+  if open > 0 then
+    busy[#busy + 1] = tenant
+  else
+    redis.call('SREM', p .. 't', tenant)
+  end
+end
+return busy
 "#;
 
 /// Moves due retries of a tenant back into their streams.
@@ -142,6 +163,7 @@ pub struct RedisQueue {
     connection: tokio::sync::Mutex<Option<ConnectionManager>>,
     accept: Script,
     due: Script,
+    busy: Script,
     replay: Script,
     reclaimed_at: Mutex<HashMap<String, Instant>>,
     /// Where each stream's scan for entries to take over goes on from.
@@ -201,6 +223,7 @@ impl RedisQueue {
             connection: tokio::sync::Mutex::new(None),
             accept: Script::new(ACCEPT),
             due: Script::new(DUE),
+            busy: Script::new(BUSY),
             replay: Script::new(REPLAY),
             reclaimed_at: Mutex::default(),
             reclaim_cursor: Mutex::default(),
@@ -565,28 +588,12 @@ impl EventQueue for RedisQueue {
     }
 
     async fn tenants(&self) -> Result<Vec<String>, BackendError> {
-        let all: Vec<String> = self
-            .query(redis::cmd("SMEMBERS").arg(format!("{}t", self.prefix)))
-            .await?;
-        if all.is_empty() {
-            return Ok(all);
-        }
-        // One round trip for every tenant: those with entries in a stream or retries.
-        let mut pipe = redis::pipe();
-        for tenant in &all {
-            for priority in Priority::ALL {
-                pipe.cmd("XLEN").arg(self.stream(tenant, priority));
-            }
-            pipe.cmd("ZCARD").arg(self.key("retry", tenant));
-        }
         let mut connection = self.connection().await?;
-        let sizes: Vec<u64> = pipe.query_async(&mut connection).await.map_err(failed)?;
-        Ok(all
-            .into_iter()
-            .zip(sizes.chunks(4))
-            .filter(|(_, sizes)| sizes.iter().any(|n| *n > 0))
-            .map(|(tenant, _)| tenant)
-            .collect())
+        self.busy
+            .arg(&self.prefix)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(failed)
     }
 
     async fn take(
@@ -662,23 +669,13 @@ impl EventQueue for RedisQueue {
         let retry_set = self.key("retry", &delivery.tenant);
         match fate {
             Fate::Done | Fate::Void => self.finish(delivery, |_| {}, true).await,
-            Fate::Retry { due_ms } => {
-                let member = Self::waiting(delivery, delivery.attempt)?;
-                self.finish(
-                    delivery,
-                    |pipe| {
-                        pipe.cmd("ZADD")
-                            .arg(&retry_set)
-                            .arg(due_ms)
-                            .arg(member)
-                            .ignore();
-                    },
-                    false,
-                )
-                .await
-            }
-            Fate::Wait { due_ms } => {
-                let member = Self::waiting(delivery, delivery.attempt.saturating_sub(1))?;
+            // A wait gives the attempt back: the next run counts the same attempt again.
+            Fate::Retry { due_ms } | Fate::Wait { due_ms } => {
+                let used = match fate {
+                    Fate::Retry { .. } => delivery.attempt,
+                    _ => delivery.attempt.saturating_sub(1),
+                };
+                let member = Self::waiting(delivery, used)?;
                 self.finish(
                     delivery,
                     |pipe| {
@@ -776,9 +773,11 @@ impl EventQueue for RedisQueue {
                 .key(self.key("dead", tenant))
                 .key(self.key("dead-by-time", tenant))
                 .key(self.stream(tenant, letter.event.priority))
+                .key(format!("{}t", self.prefix))
                 .arg(&letter.id)
                 .arg(&letter.installation)
                 .arg(serde_json::to_string(&letter.event).map_err(failed)?)
+                .arg(tenant)
                 .invoke_async(&mut connection)
                 .await
                 .map_err(failed)?;

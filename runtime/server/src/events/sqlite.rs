@@ -299,12 +299,18 @@ impl EventQueue for SqliteQueue {
 
     async fn tenants(&self) -> Result<Vec<String>, BackendError> {
         self.run(|tx| {
-            let now = now_ms();
-            // Expired idempotency keys go here: this runs every few hundred ms at most.
-            tx.execute("DELETE FROM seen WHERE expires_ms < ?1", params![now])?;
             let mut statement =
                 tx.prepare_cached("SELECT tenant FROM backlogs WHERE waiting > 0")?;
             statement.query_map([], |row| row.get(0))?.collect()
+        })
+        .await
+    }
+
+    async fn sweep(&self) -> Result<(), BackendError> {
+        // Idempotency keys past their retention.
+        self.run(|tx| {
+            tx.execute("DELETE FROM seen WHERE expires_ms < ?1", params![now_ms()])?;
+            Ok(())
         })
         .await
     }
@@ -332,27 +338,21 @@ impl EventQueue for SqliteQueue {
             let mut taken = statement
                 .query_map(params![tenant, now_ms(), max as i64], |row| {
                     let event: String = row.get(2)?;
+                    let seq = row.get::<_, i64>(0)?;
                     Ok((
-                        row.get::<_, i64>(4)?,
+                        (row.get::<_, i64>(4)?, seq),
                         Delivery {
                             tenant: tenant.clone(),
                             installation: row.get(1)?,
                             event: from_json(2, &event)?,
                             attempt: row.get(3)?,
-                            handle: Handle::Row(row.get(0)?),
+                            handle: Handle::Row(seq),
                         },
                     ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            taken.sort_by_key(|(priority, d)| {
-                (
-                    *priority,
-                    match d.handle {
-                        Handle::Row(seq) => seq,
-                        Handle::Entry { .. } => 0,
-                    },
-                )
-            });
+            // RETURNING gives rows in no particular order.
+            taken.sort_by_key(|(order, _)| *order);
             Ok(taken.into_iter().map(|(_, d)| d).collect())
         })
         .await
