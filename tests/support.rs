@@ -149,3 +149,20 @@ pub fn run_alone(name: &str) {
     );
     eprint!("{stderr}");
 }
+
+/// A WebSocket upgrade request to `url` with `token` in its `Authorization` header (the
+/// server refuses a token in the URL).
+pub fn socket_request(
+    url: &str,
+    token: &str,
+) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = url.into_client_request().expect("a ws:// URL");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}")
+            .parse()
+            .expect("a token is a header value"),
+    );
+    request
+}

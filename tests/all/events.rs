@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use plinth_server::ServerConfig;
 use plinth_server::config::EventQueueConfig;
-use plinth_tests::{guest, unique_tenants};
+use plinth_tests::{guest, socket_request, unique_tenants};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -205,11 +205,13 @@ async fn order_completed_flow(server: TestServer) {
     )
     .await;
     let mut socket = server.socket(&viewer).await;
-    send_ws(&mut socket, json!({"type": "subscribe", "topic": "sales"})).await;
-    assert_eq!(
-        next_json(&mut socket, Duration::from_secs(5)).await,
-        json!({"type": "subscribed", "topic": "sales"})
-    );
+    for topic in ["sales", "widget/sales"] {
+        send_ws(&mut socket, json!({"type": "subscribe", "topic": topic})).await;
+        assert_eq!(
+            next_json(&mut socket, Duration::from_secs(5)).await,
+            json!({"type": "subscribed", "topic": topic})
+        );
+    }
     let order = json!({
         "id": "order-1001",
         "name": "order.completed",
@@ -218,11 +220,25 @@ async fn order_completed_flow(server: TestServer) {
     let (status, body) = post(&server, &tenant, &publisher, order.clone()).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body, json!({"accepted": ["order-1001"], "duplicates": []}));
-    let pushed = wait_for(&mut socket, Duration::from_secs(30), |m| {
-        m["type"] == "message" && m["topic"] == "sales"
-    })
-    .await;
+    // The handler's own broadcast, and the widget's views pushed after the event (in
+    // either order).
+    let (mut pushed, mut views) = (None, None);
+    while pushed.is_none() || views.is_none() {
+        let message = next_json(&mut socket, Duration::from_secs(30)).await;
+        match message["topic"].as_str() {
+            Some("sales") => pushed = Some(message),
+            Some("widget/sales") => views = Some(message),
+            _ => {}
+        }
+    }
+    let (pushed, views) = (pushed.unwrap(), views.unwrap());
+    assert_eq!(views["payload"]["cause"], "event", "{views}");
     let revenue = titled_value(&pushed["payload"], "Revenue").expect("revenue in the push");
+    assert_eq!(
+        titled_value(&views["payload"]["views"], "Revenue"),
+        Some(revenue),
+        "{views}"
+    );
     let orders = titled_value(&pushed["payload"], "Orders").expect("orders in the push");
     assert!(revenue >= 120.5 && orders >= 1.0, "{pushed}");
     let (status, rendered) = server
@@ -450,9 +466,9 @@ async fn bad_events_get_their_codes_and_nothing_is_stored() {
         (404, Some("NOT_FOUND")),
         "{answer}"
     );
-    let refused = tokio_tungstenite::connect_async(format!(
-        "{}?token={publisher}",
-        server.url("/api/v1/ws").replace("http://", "ws://")
+    let refused = tokio_tungstenite::connect_async(socket_request(
+        &server.url("/api/v1/ws").replace("http://", "ws://"),
+        &publisher,
     ))
     .await;
     assert!(refused.is_err(), "a publisher opened a WebSocket");

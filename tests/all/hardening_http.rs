@@ -577,8 +577,10 @@ async fn every_response_carries_the_security_headers() {
     let mut answers = vec![("token creation", made)];
     for (path, token) in [
         ("/", None),
-        ("/console.js", None),
-        ("/console.css", None),
+        ("/console/app.js", None),
+        ("/console/console.css", None),
+        ("/console/vendor/preact.mjs", None),
+        ("/console/no-such-file.js", None),
         ("/healthz", None),
         ("/api/v1/tenants/acme", None),
         ("/api/v1/tenants/acme", Some(admin.as_str())),
@@ -622,7 +624,7 @@ async fn every_response_carries_the_security_headers() {
         .unwrap();
     let page = page.split("\r\n\r\n").nth(1).unwrap().to_owned();
     assert!(
-        page.contains(r#"<script src="/console.js"></script>"#),
+        page.contains(r#"<script type="module" src="/console/app.js"></script>"#),
         "{page}"
     );
     assert!(
@@ -633,7 +635,7 @@ async fn every_response_carries_the_security_headers() {
         !page.contains(" style=") && !page.contains(" onclick="),
         "{page}"
     );
-    let script = server.request("GET", "/console.js", None, b"").await;
+    let script = server.request("GET", "/console/app.js", None, b"").await;
     assert_eq!(script.status, 200);
     assert!(
         script
@@ -642,6 +644,17 @@ async fn every_response_carries_the_security_headers() {
             .starts_with("text/javascript"),
         "{script:?}"
     );
+    // Only the console's own files: nothing outside its directory, and not the
+    // vendored files' checksums or licences (no content type a browser should load).
+    for path in [
+        "/console/../Cargo.toml",
+        "/console/%2e%2e/Cargo.toml",
+        "/console/vendor/SHA256SUMS",
+        "/console/vendor/fetch",
+    ] {
+        let answer = server.request("GET", path, None, b"").await;
+        assert_eq!((answer.status, answer.code()), (404, "NOT_FOUND"), "{path}");
+    }
     server.stop().await;
 }
 
@@ -718,7 +731,8 @@ async fn websocket_origins_are_the_configured_public_ones() {
         connection
             .send(
                 format!(
-                    "GET /api/v1/ws?token={token} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+                    "GET /api/v1/ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n\
+                     Sec-WebSocket-Protocol: plinth.v1, plinth.token.{token}\r\n\
                      Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
                      Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
                 )
@@ -738,6 +752,12 @@ async fn websocket_origins_are_the_configured_public_ones() {
     ] {
         let own = upgrade(server.addr(), "evil.example", &origin, &admin).await;
         assert_eq!(own.status, 101, "{origin}: {own:?}");
+        // The console's way in: the token offered as a subprotocol, never echoed.
+        assert_eq!(
+            own.header("sec-websocket-protocol"),
+            Some("plinth.v1"),
+            "{own:?}"
+        );
     }
     server.stop().await;
 

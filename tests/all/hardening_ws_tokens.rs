@@ -9,7 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use plinth_host::capability::db::StatementBounds;
 use plinth_server::ServerConfig;
 use plinth_server::registry::{TOKEN_MEMORY, now_ms};
-use plinth_tests::{guest, unique_tenants};
+use plinth_tests::{guest, socket_request, unique_tenants};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -35,9 +35,9 @@ impl TestServer {
         .await
     }
 
-    /// The WebSocket's address, with the token in its query.
-    fn ws_url(&self, token: &str) -> String {
-        format!("ws://{}/api/v1/ws?token={token}", self.server().addr)
+    /// The WebSocket's upgrade request, with the token in its `Authorization` header.
+    fn ws_url(&self, token: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        socket_request(&format!("ws://{}/api/v1/ws", self.server().addr), token)
     }
 
     /// Opens a socket, or answers the HTTP status and JSON body it was refused with.

@@ -6,6 +6,7 @@ mod cache;
 mod calls;
 mod compile_cache;
 mod conformance;
+mod console;
 mod db;
 mod events;
 mod hardening_http;

@@ -7,7 +7,7 @@ use futures_util::{SinkExt, StreamExt};
 use plinth_host::{BackendsConfig, BroadcastConfig, CacheConfig, DbConfig};
 use plinth_server::config::MetadataConfig;
 use plinth_server::{RunningServer, ServerConfig};
-use plinth_tests::{guest, unique_tenants};
+use plinth_tests::{guest, socket_request, unique_tenants};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -194,11 +194,8 @@ impl TestServer {
     }
 
     pub(crate) async fn socket(&self, token: &str) -> Socket {
-        let url = format!(
-            "ws://{}/api/v1/ws?token={token}",
-            self.base.trim_start_matches("http://")
-        );
-        let (socket, _) = tokio_tungstenite::connect_async(url)
+        let url = format!("ws://{}/api/v1/ws", self.base.trim_start_matches("http://"));
+        let (socket, _) = tokio_tungstenite::connect_async(socket_request(&url, token))
             .await
             .expect("WebSocket opens");
         socket
@@ -549,24 +546,32 @@ async fn roles_and_tenants_are_kept_apart() {
     assert_eq!(refused["code"], "FORBIDDEN", "{refused}");
 
     // Unauthenticated or unknown-token upgrades are refused before the upgrade.
-    for url in [
-        format!("ws://{}/api/v1/ws", server.server().addr),
-        format!("ws://{}/api/v1/ws?token=plt_nope", server.server().addr),
+    let url = format!("ws://{}/api/v1/ws", server.server().addr);
+    for (what, request) in [
+        ("no token", url.as_str().into_client_request().unwrap()),
+        ("unknown token", socket_request(&url, "plt_nope")),
     ] {
-        match tokio_tungstenite::connect_async(url.as_str()).await {
+        match tokio_tungstenite::connect_async(request).await {
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 401, "{url}");
+                assert_eq!(response.status(), 401, "{what}");
                 let body: Value =
                     serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
                 assert_eq!(body["code"], "UNAUTHENTICATED");
             }
-            other => panic!("{url}: upgrade not refused: {:?}", other.map(|_| ())),
+            other => panic!("{what}: upgrade not refused: {:?}", other.map(|_| ())),
         }
     }
+    // A token in the URL is refused, even a good one: URLs end up in logs.
+    match tokio_tungstenite::connect_async(format!("{url}?token={viewer_a}")).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["code"], "INVALID_REQUEST", "{body}");
+        }
+        other => panic!("a token in the URL was taken: {:?}", other.map(|_| ())),
+    }
     // A page on another origin cannot use a viewer's token.
-    let mut request = format!("ws://{}/api/v1/ws?token={viewer_a}", server.server().addr)
-        .into_client_request()
-        .unwrap();
+    let mut request = socket_request(&url, &viewer_a);
     request
         .headers_mut()
         .insert("origin", "https://evil.example".parse().unwrap());

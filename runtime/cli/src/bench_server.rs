@@ -367,9 +367,10 @@ async fn fanout_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
     .await?;
     let app = running.app.clone();
     let token = bench_tenant(&app).await?;
-    let url = format!("ws://{}/api/v1/ws?token={token}", running.addr);
+    let url = format!("ws://{}/api/v1/ws", running.addr);
     let mut child = Command::new(std::env::current_exe()?)
         .args(["bench-server", "--subscribe-to", &url])
+        .env(SUBSCRIBER_TOKEN, &token)
         .args(["--subscribers", &args.subscribers.to_string()])
         .args(["--messages", &args.messages.to_string()])
         .stdout(Stdio::piped())
@@ -604,9 +605,11 @@ async fn events_case(args: &BenchServerArgs, redis: Option<&str>) -> anyhow::Res
 
     // 3. Latency at light load: one event every 20 ms, timed from the POST to the
     //    handler's message on a subscribed socket.
-    let (mut socket, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/api/v1/ws?token={token}", running.addr))
-            .await?;
+    let (mut socket, _) = tokio_tungstenite::connect_async(socket_request(
+        &format!("ws://{}/api/v1/ws", running.addr),
+        &token,
+    )?)
+    .await?;
     socket
         .send(Message::Text(
             json!({"type": "subscribe", "topic": "journal"})
@@ -669,14 +672,33 @@ async fn events_case(args: &BenchServerArgs, redis: Option<&str>) -> anyhow::Res
     }))
 }
 
+/// The fan-out subscriber process's token: in its environment, since a token is never
+/// put in a URL (the server refuses it there).
+const SUBSCRIBER_TOKEN: &str = "PLINTH_BENCH_TOKEN";
+
+/// A WebSocket upgrade to `url` with `token` in its `Authorization` header.
+fn socket_request(
+    url: &str,
+    token: &str,
+) -> anyhow::Result<tokio_tungstenite::tungstenite::handshake::client::Request> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+    let mut request = url.into_client_request()?;
+    request
+        .headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
 /// The subscriber process: opens the sockets, subscribes, says `ready`, counts.
 async fn subscriber_process(url: &str, subscribers: usize, messages: usize) -> anyhow::Result<()> {
+    let token = std::env::var(SUBSCRIBER_TOKEN).context(SUBSCRIBER_TOKEN)?;
     let received = Arc::new(AtomicU64::new(0));
     let last = Arc::new(AtomicU64::new(0));
     let mut sockets = Vec::with_capacity(subscribers);
     for batch in (0..subscribers).collect::<Vec<_>>().chunks(200) {
         let opened = futures_util::future::join_all(batch.iter().map(|_| async {
-            let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+            let (mut socket, _) =
+                tokio_tungstenite::connect_async(socket_request(url, &token)?).await?;
             socket
                 .send(Message::Text(
                     json!({"type": "subscribe", "topic": "fanout"})

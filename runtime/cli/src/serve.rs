@@ -12,6 +12,7 @@ const DEMO_EXTENSIONS: &[&str] = &[
     "sales-metrics",
     "entity-feed",
     "perf-monitor",
+    "view-gallery",
 ];
 
 #[derive(clap::Args)]
@@ -132,7 +133,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
         }
         // The console asks for the token; a URL carrying it would end up in browser
         // history and in whatever the terminal is logged to.
-        println!("  console: {url}/#tenant={tenant}");
+        println!("  console: {url}/");
+        println!("  (sign in there with the demo tenant's token)");
     }
     server
         .wait_for_signal()

@@ -183,6 +183,20 @@ impl fmt::Display for ErrorCode {
 pub struct PlinthError {
     pub code: ErrorCode,
     pub message: String,
+    /// The fields that failed, where the error is about a document's fields (an
+    /// installation's config against its schema): a form shows each at its field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldProblem>,
+}
+
+/// One field of a document that failed a check.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FieldProblem {
+    /// Where, as a JSON pointer (`/target`; empty for the whole document).
+    pub path: String,
+    /// What is wrong there.
+    pub message: String,
 }
 
 impl PlinthError {
@@ -190,7 +204,14 @@ impl PlinthError {
         PlinthError {
             code,
             message: message.into(),
+            fields: Vec::new(),
         }
+    }
+
+    /// The error naming the fields that failed.
+    pub fn with_fields(mut self, fields: Vec<FieldProblem>) -> Self {
+        self.fields = fields;
+        self
     }
 }
 

@@ -49,7 +49,7 @@ pub use call::{
 };
 pub use capability::view::{LogLine, Publication};
 pub use compile_cache::{CodeSource, component_hash};
-pub use error::{BackendError, ErrorCode, PlinthError};
+pub use error::{BackendError, ErrorCode, FieldProblem, PlinthError};
 pub use grant::{Capability, Grant, Grants};
 pub use limits::{LimitBreach, Limits};
 pub use receipt::{Receipt, UsageOutcome};

@@ -44,7 +44,7 @@ pub use installations::render_body;
     ),
     servers((url = "/")),
     security(("token" = [])),
-    components(schemas(plinth_host::PlinthError, ErrorCode)),
+    components(schemas(plinth_host::PlinthError, plinth_host::FieldProblem, ErrorCode)),
 )]
 struct ApiDoc;
 
@@ -227,8 +227,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/ws", get(socket::websocket));
     let mut router = api
         .route("/", get(pages::console))
-        .route("/console.js", get(pages::console_script))
-        .route("/console.css", get(pages::console_style))
+        .route("/console/{*name}", get(pages::console_asset))
         .route("/healthz", get(pages::healthz))
         .route("/readyz", get(pages::readyz));
     // With a metrics address of its own, /metrics is only there (`metrics_router`).

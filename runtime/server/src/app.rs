@@ -30,6 +30,7 @@ use crate::events::sqlite::SqliteQueue;
 use crate::installations::Installations;
 use crate::installer::Installer;
 use crate::metrics::Metrics;
+use crate::pushes::Pushes;
 use crate::registry::Registry;
 use crate::slots::Slots;
 use crate::store::{MetaStore, PostgresStore, SqliteStore};
@@ -57,6 +58,8 @@ pub struct App {
     pub tenants: Tenants,
     pub hub: Arc<Hub>,
     pub events: Arc<Events>,
+    /// Views pushed to `widget/<id>` after ticks and handled events.
+    pub pushes: Arc<Pushes>,
     pub bodies: BodySlots,
     started: Instant,
 }
@@ -156,12 +159,18 @@ impl App {
                     .map_err(|e| PlinthError::new(ErrorCode::InvalidRequest, e.to_string()))?,
             ),
         };
+        let pushes = Arc::new(Pushes::new(
+            calls.clone(),
+            registry.clone(),
+            sandbox.backends().broadcast.clone(),
+        ));
         let events = Arc::new(Events::new(
             queue,
             config.events.clone(),
             registry.clone(),
             installations.clone(),
             calls.clone(),
+            pushes.clone(),
             metrics.clone(),
         ));
         let tenants = Tenants::new(
@@ -192,6 +201,7 @@ impl App {
             tenants,
             hub,
             events,
+            pushes,
             bodies,
             started: Instant::now(),
         }))

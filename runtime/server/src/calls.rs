@@ -35,6 +35,23 @@ pub struct ErrorRecord {
     pub message: String,
 }
 
+/// A receipt as kept for the console's charts: when the call ended, and what it used.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KeptReceipt {
+    /// When the call ended (ms since the Unix epoch).
+    pub at_ms: i64,
+    #[serde(flatten)]
+    pub receipt: Receipt,
+}
+
+impl std::ops::Deref for KeptReceipt {
+    type Target = Receipt;
+
+    fn deref(&self) -> &Receipt {
+        &self.receipt
+    }
+}
+
 pub struct Calls {
     sandbox: Arc<Sandbox>,
     components: Arc<Components>,
@@ -43,7 +60,7 @@ pub struct Calls {
     metrics: Arc<Metrics>,
     /// Guest faults in a row that park an installation.
     breaker_failures: u32,
-    receipts: Mutex<HashMap<Key, VecDeque<Receipt>>>,
+    receipts: Mutex<HashMap<Key, VecDeque<KeptReceipt>>>,
     errors: Mutex<HashMap<Key, VecDeque<ErrorRecord>>>,
     failures: Mutex<HashMap<Key, u32>>,
     /// `name@version` per component hash, as metrics label calls.
@@ -163,7 +180,14 @@ impl Calls {
         self.metrics
             .record_call(receipt, &self.metrics_label(&extension));
         let key = (installation.tenant.clone(), installation.id.clone());
-        push_recent(&self.receipts, key.clone(), receipt.clone());
+        push_recent(
+            &self.receipts,
+            key.clone(),
+            KeptReceipt {
+                at_ms: now_ms(),
+                receipt: receipt.clone(),
+            },
+        );
         match &report.outcome {
             Ok(_) => {
                 self.failures.lock().recover().remove(&key);
@@ -264,7 +288,7 @@ impl Calls {
         self.errors.lock().recover().retain(|key, _| other(key));
     }
 
-    pub fn recent_receipts(&self, tenant: &str, id: &str) -> Vec<Receipt> {
+    pub fn recent_receipts(&self, tenant: &str, id: &str) -> Vec<KeptReceipt> {
         recent(&self.receipts, tenant, id)
     }
 

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub node_id: String,
     /// Concurrent guest instances the engine's pool holds slots for.
     pub pool_instances: u32,
+    /// Serve the console's files from this directory instead of the ones built into
+    /// the binary (for working on the console without rebuilding the server).
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -70,6 +73,7 @@ impl Default for ServerConfig {
             events: EventsConfig::default(),
             node_id: String::new(),
             pool_instances: 256,
+            console_dir: None,
         }
     }
 }
@@ -362,6 +366,10 @@ pub const ENVIRONMENT: &[(&str, &str)] = &[
     ),
     ("PLINTH_DEMO", "create the demo tenant: true or false"),
     ("PLINTH_NODE_ID", "this node's name in tick claims and logs"),
+    (
+        "PLINTH_CONSOLE_DIR",
+        "serve the console's files from this directory (runtime/server/console)",
+    ),
 ];
 
 impl ServerConfig {
@@ -422,6 +430,9 @@ impl ServerConfig {
         }
         if let Some(node) = env("PLINTH_NODE_ID") {
             config.node_id = node;
+        }
+        if let Some(dir) = env("PLINTH_CONSOLE_DIR") {
+            config.console_dir = Some(PathBuf::from(dir));
         }
         config.validate()?;
         Ok(config)

@@ -26,6 +26,7 @@ use crate::calls::Calls;
 use crate::config::EventsConfig;
 use crate::installations::Installations;
 use crate::metrics::Metrics;
+use crate::pushes::Pushes;
 use crate::registry::{Registry, now_ms};
 use queue::{Acceptance, Delivery, Routed};
 pub use queue::{Backlog, DeadLetter, EventQueue, Fate, Priority, Selection, StoredEvent};
@@ -135,6 +136,7 @@ pub struct Events {
     registry: Arc<Registry>,
     installations: Arc<Installations>,
     calls: Arc<Calls>,
+    pushes: Arc<Pushes>,
     metrics: Arc<Metrics>,
     wake: Notify,
     routes: std::sync::Mutex<HashMap<String, Routes>>,
@@ -194,6 +196,7 @@ impl Events {
         registry: Arc<Registry>,
         installations: Arc<Installations>,
         calls: Arc<Calls>,
+        pushes: Arc<Pushes>,
         metrics: Arc<Metrics>,
     ) -> Self {
         Events {
@@ -202,6 +205,7 @@ impl Events {
             registry,
             installations,
             calls,
+            pushes,
             metrics,
             wake: Notify::new(),
             routes: Default::default(),
@@ -592,7 +596,14 @@ impl Events {
             attempt: delivery.attempt,
         };
         match self.calls.call(&installation, call).await {
-            Ok(report) => self.judge(delivery, report),
+            Ok(report) => {
+                let judged = self.judge(delivery, report);
+                if matches!(judged.0, Fate::Done) {
+                    // Viewers of its widget see what the event changed.
+                    self.pushes.after_event(&installation);
+                }
+                judged
+            }
             // Refused before it ran (parked or disabled meanwhile, or its code could not be
             // loaded): the handler never saw it, so no attempt is used.
             Err(e) => {
@@ -753,6 +764,7 @@ impl Events {
         self.routes.lock().recover().remove(tenant);
         self.buckets.lock().recover().remove(tenant);
         self.stats.lock().recover().retain(|key, _| key.0 != tenant);
+        self.pushes.forget_tenant(tenant);
         self.queue.forget_tenant(tenant).await.map_err(backend)
     }
 }

@@ -291,20 +291,21 @@ impl Installer {
         let validator = jsonschema::validator_for(schema).map_err(|e| {
             PlinthError::new(ErrorCode::InvalidComponent, format!("config schema: {e}"))
         })?;
-        let problems = crate::schema::problems(&validator, config, 5);
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(PlinthError::new(
-                ErrorCode::InvalidConfig,
-                format!(
-                    "config does not match the schema of {}@{}: {}",
-                    version.extension,
-                    version.version,
-                    problems.join("; ")
-                ),
-            ))
+        let fields = crate::schema::field_problems(&validator, config, 20);
+        if fields.is_empty() {
+            return Ok(());
         }
+        let problems = crate::schema::problems(&validator, config, 5);
+        Err(PlinthError::new(
+            ErrorCode::InvalidConfig,
+            format!(
+                "config does not match the schema of {}@{}: {}",
+                version.extension,
+                version.version,
+                problems.join("; ")
+            ),
+        )
+        .with_fields(fields))
     }
 
     fn tick_interval(

@@ -10,11 +10,13 @@ pub mod calls;
 pub mod components;
 pub mod config;
 pub mod connections;
+pub mod console;
 pub mod demo;
 pub mod events;
 pub mod installations;
 pub mod installer;
 pub mod metrics;
+pub mod pushes;
 pub mod registry;
 pub mod scheduler;
 pub mod schema;
@@ -55,9 +57,11 @@ impl RunningServer {
         format!("http://{}", self.addr)
     }
 
-    /// Stops accepting, lets requests in flight finish, stops the scheduler.
+    /// Stops accepting, lets requests in flight finish, closes the WebSockets (1001),
+    /// stops the scheduler.
     pub async fn stop(mut self) -> std::io::Result<()> {
         let _ = self.shutdown.send(true);
+        self.app.hub.close_all();
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
         }
@@ -129,7 +133,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthErro
             registry: app.registry.clone(),
             installations: app.installations.clone(),
             calls: app.calls.clone(),
-            broadcast: app.backends().broadcast.clone(),
+            pushes: app.pushes.clone(),
             metrics: app.metrics.clone(),
         });
         tokio::spawn(ticks.run())
@@ -246,6 +250,26 @@ pub struct Demo {
 /// The demo tenant: example data in its database, the given components uploaded and
 /// installed with the capabilities they declare, and a `main` dashboard showing them.
 /// Safe to run at every start: what exists is kept, newer builds are upgraded to.
+/// A tile of a demo dashboard on the 12-column grid: `(installation, x, y, w, h)`.
+type DemoTile = (&'static str, u32, u32, u32, u32);
+
+/// The demo tenant's dashboards.
+const DEMO_DASHBOARDS: &[(&str, &[DemoTile])] = &[
+    (
+        "overview",
+        &[
+            ("view-gallery", 0, 0, 12, 17),
+            ("hello-metric", 0, 17, 3, 4),
+            ("cache-stats", 3, 17, 9, 8),
+        ],
+    ),
+    ("sales", &[("sales-metrics", 0, 0, 12, 12)]),
+    (
+        "operations",
+        &[("perf-monitor", 0, 0, 12, 7), ("entity-feed", 0, 7, 12, 8)],
+    ),
+];
+
 pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, PlinthError> {
     const TENANT: &str = "demo";
     match app.tenants.create(TENANT, "Demo company").await {
@@ -302,18 +326,29 @@ pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, P
         }
         installations.push(id);
     }
-    let tiles: Vec<registry::Tile> = installations
-        .iter()
-        .enumerate()
-        .map(|(i, id)| registry::Tile {
-            installation: id.clone(),
-            x: (i as u32 % 3) * 4,
-            y: (i as u32 / 3) * 3,
-            w: 4,
-            h: 3,
-        })
-        .collect();
-    app.registry.put_dashboard(TENANT, "main", &tiles).await?;
+    // The demo's dashboards, made once: a layout changed in the console is kept
+    // across restarts. Tiles of extensions that are not installed are left out.
+    for (name, layout) in DEMO_DASHBOARDS {
+        match app.registry.dashboard(TENANT, name).await {
+            Ok(_) => continue,
+            Err(e) if e.code == ErrorCode::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let tiles: Vec<registry::Tile> = layout
+            .iter()
+            .filter(|(id, ..)| installations.iter().any(|i| i == id))
+            .map(|&(id, x, y, w, h)| registry::Tile {
+                installation: id.to_owned(),
+                x,
+                y,
+                w,
+                h,
+            })
+            .collect();
+        if !tiles.is_empty() {
+            app.registry.put_dashboard(TENANT, name, &tiles).await?;
+        }
+    }
     Ok(Demo {
         tenant: TENANT.to_owned(),
         token,

@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plinth_host::Call;
-use plinth_host::capability::broadcast::BroadcastBackend;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
@@ -23,6 +21,7 @@ use crate::calls::Calls;
 use crate::config::{MAX_INTERVAL_MS, SchedulerConfig};
 use crate::installations::Installations;
 use crate::metrics::Metrics;
+use crate::pushes::{Cause, Pushes};
 use crate::registry::{Installation, Registry, now_ms};
 
 /// How often the scheduler rereads installations without being told of a change
@@ -84,7 +83,7 @@ pub struct Ticking {
     pub registry: Arc<Registry>,
     pub installations: Arc<Installations>,
     pub calls: Arc<Calls>,
-    pub broadcast: Arc<dyn BroadcastBackend>,
+    pub pushes: Arc<Pushes>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -313,36 +312,10 @@ impl Scheduler {
         if !ticked {
             return;
         }
-        let Ok(report) = self.app.calls.render(installation, Vec::new()).await else {
-            return;
-        };
-        let Ok(rendered) = report.outcome else {
-            return;
-        };
-        let views = match serde_json::from_str::<serde_json::Value>(rendered.views().get()) {
-            Ok(views) => views,
-            Err(error) => {
-                tracing::warn!(%error, "a widget's views did not read back");
-                return;
-            }
-        };
-        let published = self
-            .app
-            .broadcast
-            .publish(
-                &installation.tenant,
-                &format!("widget/{}", installation.id),
-                json!({
-                    "type": "views",
-                    "installation": installation.id,
-                    "sequence": sequence,
-                    "views": views,
-                }),
-            )
+        self.app
+            .pushes
+            .push(installation, Cause::Tick(sequence))
             .await;
-        if let Err(error) = published {
-            tracing::warn!(%error, "could not push a widget's views");
-        }
     }
 }
 

@@ -46,6 +46,8 @@ pub const CLOSE_SLOW_CONSUMER: u16 = 4008;
 pub const CLOSE_RATE_LIMITED: u16 = 4029;
 /// Close code for a connection whose token was revoked or whose tenant was deleted.
 pub const CLOSE_REVOKED: u16 = 4401;
+/// The server is stopping (RFC 6455's "going away").
+pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a client message over `max_message_bytes` (RFC 6455: message too big).
 pub const CLOSE_TOO_BIG: u16 = 1009;
 /// How long the farewell to a closed connection may take before the socket is dropped.
@@ -161,6 +163,9 @@ pub struct Hub {
     relays: Mutex<HashMap<String, HashMap<String, Relay>>>,
     sockets: Mutex<HashMap<u64, OpenSocket>>,
     next_id: AtomicU64,
+    /// Set when the server stops: sockets are closed with [`CLOSE_GOING_AWAY`], and one
+    /// upgraded after that is closed at once.
+    stopping: AtomicBool,
 }
 
 /// A socket's place on this node, taken before the upgrade so that sockets racing
@@ -190,6 +195,7 @@ impl Hub {
             metrics,
             relays: Mutex::default(),
             sockets: Mutex::default(),
+            stopping: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
         }
     }
@@ -239,6 +245,9 @@ impl Hub {
     }
 
     fn attach(&self, seat: &Seat, connection: Arc<Connection>) {
+        if self.stopping.load(Ordering::Relaxed) {
+            close_going_away(&connection);
+        }
         if let Some(socket) = self.sockets.lock().recover().get_mut(&seat.id) {
             // Revoked between the token check and the upgrade: the revocation found no
             // connection to close, so it is closed now instead of living on.
@@ -246,6 +255,18 @@ impl Hub {
                 close_revoked(&connection, why);
             }
             socket.connection = Some(connection);
+        }
+    }
+
+    /// Closes every socket with [`CLOSE_GOING_AWAY`]: the server is stopping. An upgraded
+    /// socket is a task of its own that the HTTP server's graceful stop does not reach;
+    /// closed, its client reconnects (to another node, or to this one when it is back).
+    pub fn close_all(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+        for socket in self.sockets.lock().recover().values() {
+            if let Some(connection) = &socket.connection {
+                close_going_away(connection);
+            }
         }
     }
 
@@ -351,6 +372,15 @@ impl Hub {
             "this token's tenant was deleted",
         );
     }
+}
+
+fn close_going_away(connection: &Connection) {
+    connection.close_with(
+        CLOSE_GOING_AWAY,
+        false,
+        "server stopping",
+        json!({"type": "error", "code": ErrorCode::Unavailable, "message": "this server is stopping; connect again"}),
+    );
 }
 
 fn close_revoked(connection: &Connection, why: &str) {

@@ -251,7 +251,7 @@ pub async fn action(
 
 #[derive(Serialize, ToSchema)]
 pub struct ReceiptList {
-    receipts: Vec<Receipt>,
+    receipts: Vec<crate::calls::KeptReceipt>,
 }
 
 /// The installation's recent receipts on this node (fuel, memory, wall time, host

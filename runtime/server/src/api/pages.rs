@@ -4,33 +4,37 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::header;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::auth::Operator;
 use super::error::ApiError;
 use crate::app::App;
 
-pub async fn console() -> Html<&'static str> {
-    Html(include_str!("../console.html"))
+/// The console's page: the same at every route of the console (it routes in the
+/// fragment, so no path of its own carries state).
+pub async fn console(State(app): State<Arc<App>>) -> Response {
+    console_file(&app, "index.html")
 }
 
-// The console's script and style are files of their own: the Content-Security-Policy
-// allows no inline script or style.
-pub async fn console_script() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../console.js"),
-    )
+/// One of the console's files (`/console/app.js`, `/console/vendor/preact.mjs`).
+pub async fn console_asset(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    console_file(&app, &name)
 }
 
-pub async fn console_style() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../console.css"),
-    )
+fn console_file(app: &App, name: &str) -> Response {
+    match crate::console::file(name, app.config.console_dir.as_deref()) {
+        Some((content_type, bytes)) => {
+            ([(header::CONTENT_TYPE, content_type)], bytes.into_owned()).into_response()
+        }
+        None => ApiError(plinth_host::PlinthError::new(
+            plinth_host::ErrorCode::NotFound,
+            format!("no console file {name:?}"),
+        ))
+        .into_response(),
+    }
 }
 
 pub async fn healthz() -> Json<Value> {

@@ -21,6 +21,27 @@ pub struct WsQuery {
     token: Option<String>,
 }
 
+/// The subprotocol the socket speaks; the server answers with it.
+pub const PROTOCOL: &str = "plinth.v1";
+/// A browser cannot set `Authorization` on a WebSocket, but it can offer subprotocols:
+/// the console offers `plinth.v1` and `plinth.token.<token>` (a token is made of
+/// characters a subprotocol name may hold). The server never echoes the token one.
+pub const TOKEN_PROTOCOL_PREFIX: &str = "plinth.token.";
+
+/// The token offered as a subprotocol, if any.
+fn protocol_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|p| {
+            p.trim()
+                .strip_prefix(TOKEN_PROTOCOL_PREFIX)
+                .map(str::to_owned)
+        })
+}
+
 /// Whether a browser on `origin` may open the socket: the server's public origins (the
 /// console page) or the configured others. Never derived from the request's `Host`,
 /// which a page on any origin reaching this server (DNS rebinding) controls.
@@ -53,8 +74,18 @@ pub async fn websocket(
             "this Origin may not open the WebSocket; see allowed_origins",
         ));
     }
-    let query_token = query.ok().and_then(|Query(q)| q.token);
-    let token = token_of(&headers).map(str::to_owned).or(query_token);
+    // A token in the URL ends up in access logs, proxies and browser history: refused,
+    // whether or not another one is sent too.
+    if query.ok().and_then(|Query(q)| q.token).is_some() {
+        return refuse(error(
+            ErrorCode::InvalidRequest,
+            "a token is never accepted in a URL: send Authorization: Bearer plt_… or offer \
+             the subprotocols plinth.v1 and plinth.token.plt_…",
+        ));
+    }
+    let token = token_of(&headers)
+        .map(str::to_owned)
+        .or_else(|| protocol_token(&headers));
     let principal = match principal_of(&app, token.as_deref()).await {
         Ok(p) => p,
         Err(e) => return refuse(e),
@@ -84,6 +115,7 @@ pub async fn websocket(
     let max = app.config.websocket.max_message_bytes;
     let hub = app.hub.clone();
     upgrade
+        .protocols([PROTOCOL])
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| crate::ws::serve(hub, principal, token_hash, socket, seat))

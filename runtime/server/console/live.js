@@ -1,0 +1,137 @@
+// The console's one WebSocket: subscriptions that survive reconnects, a state the
+// header shows (Live / Reconnecting / Offline), and reconnects with exponential
+// backoff and jitter. The token goes in the offered subprotocols, never in the URL.
+
+const MAX_BACKOFF_MS = 30_000;
+
+export class Live {
+  /** `token`: the session's; `onUnauthenticated`: the token stopped working (4401). */
+  constructor(token, onUnauthenticated) {
+    this.token = token;
+    this.onUnauthenticated = onUnauthenticated;
+    this.topics = new Map(); // key → {topic, tenant, handlers: Set}
+    this.stateListeners = new Set();
+    this.resyncListeners = new Set();
+    this.state = "connecting";
+    this.failures = 0;
+    this.closed = false;
+    this.connect();
+    this.onOnline = () => this.reconnectNow();
+    window.addEventListener("online", this.onOnline);
+  }
+
+  connect() {
+    if (this.closed) return;
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    let socket;
+    try {
+      socket = new WebSocket(`${scheme}://${location.host}/api/v1/ws`, ["plinth.v1", "plinth.token." + this.token]);
+    } catch {
+      this.retry();
+      return;
+    }
+    this.socket = socket;
+    socket.onopen = () => {
+      this.failures = 0;
+      this.setState("live");
+      for (const entry of this.topics.values()) this.send(subscription(entry));
+      // Whatever was pushed while the socket was down is lost: subscribers fetch anew.
+      for (const listener of this.resyncListeners) listener();
+    };
+    socket.onmessage = (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (message.type === "message") {
+        for (const entry of this.topics.values()) {
+          if (entry.topic === message.topic) for (const handler of entry.handlers) handler(message.payload);
+        }
+      } else if (message.type === "resync") {
+        for (const listener of this.resyncListeners) listener();
+      }
+    };
+    socket.onclose = (event) => {
+      if (this.socket !== socket) return;
+      this.socket = null;
+      if (event.code === 4401) {
+        this.setState("offline");
+        this.onUnauthenticated();
+        return;
+      }
+      this.retry();
+    };
+  }
+
+  retry() {
+    if (this.closed) return;
+    this.failures += 1;
+    // Offline when the browser says so or after a few failed attempts; it keeps trying.
+    this.setState(!navigator.onLine || this.failures > 4 ? "offline" : "reconnecting");
+    const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** (this.failures - 1));
+    const delay = backoff / 2 + Math.random() * (backoff / 2);
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  reconnectNow() {
+    if (this.closed || this.socket) return;
+    clearTimeout(this.timer);
+    this.connect();
+  }
+
+  send(message) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  setState(state) {
+    this.state = state;
+    for (const listener of this.stateListeners) listener(state);
+  }
+
+  /** Calls `listener(state)` now and on every change; returns the unsubscribe. */
+  watchState(listener) {
+    this.stateListeners.add(listener);
+    listener(this.state);
+    return () => this.stateListeners.delete(listener);
+  }
+
+  /** Calls `listener()` whenever pushed messages may have been missed. */
+  onResync(listener) {
+    this.resyncListeners.add(listener);
+    return () => this.resyncListeners.delete(listener);
+  }
+
+  /** `handler(payload)` for every message on `topic` (of `tenant`, for operators). */
+  subscribe(topic, tenant, handler) {
+    const key = `${tenant ?? ""}\u0000${topic}`;
+    let entry = this.topics.get(key);
+    if (!entry) {
+      entry = { topic, tenant, handlers: new Set() };
+      this.topics.set(key, entry);
+      this.send(subscription(entry));
+    }
+    entry.handlers.add(handler);
+    return () => {
+      entry.handlers.delete(handler);
+      if (entry.handlers.size === 0) {
+        this.topics.delete(key);
+        this.send({ type: "unsubscribe", topic, ...(tenant ? { tenant } : {}) });
+      }
+    };
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    window.removeEventListener("online", this.onOnline);
+    this.socket?.close(1000);
+    this.socket = null;
+  }
+}
+
+function subscription(entry) {
+  return { type: "subscribe", topic: entry.topic, ...(entry.tenant ? { tenant: entry.tenant } : {}) };
+}
