@@ -561,14 +561,27 @@ async fn roles_and_tenants_are_kept_apart() {
             other => panic!("{what}: upgrade not refused: {:?}", other.map(|_| ())),
         }
     }
-    // A token in the URL is refused, even a good one: URLs end up in logs.
-    match tokio_tungstenite::connect_async(format!("{url}?token={viewer_a}")).await {
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-            assert_eq!(response.status(), 400);
-            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
-            assert_eq!(body["code"], "INVALID_REQUEST", "{body}");
+    // A token in the URL is refused, even a good one and beside the header: URLs end up
+    // in logs.
+    for query in [
+        format!("?token={viewer_a}"),
+        format!("?token={viewer_a}&token={viewer_a}"),
+        format!("?x=1&token={viewer_a}"),
+    ] {
+        match tokio_tungstenite::connect_async(socket_request(&format!("{url}{query}"), &viewer_a))
+            .await
+        {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 400, "{query}");
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["code"], "INVALID_REQUEST", "{body}");
+            }
+            other => panic!(
+                "{query}: a token in the URL was taken: {:?}",
+                other.map(|_| ())
+            ),
         }
-        other => panic!("a token in the URL was taken: {:?}", other.map(|_| ())),
     }
     // A page on another origin cannot use a viewer's token.
     let mut request = socket_request(&url, &viewer_a);
@@ -1385,4 +1398,37 @@ async fn a_cold_node_compiles_under_the_compile_timeout() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["receipt"]["outcome"], "OK", "{body}");
     patient.stop().await.unwrap();
+}
+
+/// A stopping server closes its WebSockets with 1001 (going away) after an `UNAVAILABLE`
+/// notice, rather than leaving them to a reset: clients know to connect again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_server_closes_its_sockets_with_going_away() {
+    let server = TestServer::start(|_| {}).await;
+    let (tenant, _) = unique_tenants();
+    let (_, viewer) = server.tenant(&tenant).await;
+    let mut socket = server.socket(&viewer).await;
+    send_ws(&mut socket, json!({"type": "ping"})).await;
+    assert_eq!(
+        next_json(&mut socket, Duration::from_secs(5)).await,
+        json!({"type": "pong"})
+    );
+    server.stop().await;
+    let (mut notice, mut code) = (None, None);
+    while let Some(message) = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("the socket hears of the stop")
+    {
+        match message {
+            Ok(Message::Text(text)) => notice = Some(serde_json::from_str::<Value>(&text).unwrap()),
+            Ok(Message::Close(frame)) => {
+                code = frame.map(|f| u16::from(f.code));
+                break;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("the socket failed instead of closing: {e}"),
+        }
+    }
+    assert_eq!(code, Some(1001), "notice: {notice:?}");
+    assert_eq!(notice.unwrap()["code"], "UNAVAILABLE");
 }

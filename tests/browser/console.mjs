@@ -38,6 +38,11 @@ function watch(page, problems) {
     if (m.type() === "error" || m.type() === "warning") problems.push(`console ${m.type()}: ${m.text()}`);
   });
   page.on("pageerror", (e) => problems.push("page error: " + e.message));
+  page.on("websocket", (socket) => {
+    for (const token of Object.values(tokens)) {
+      if (socket.url().includes(token)) problems.push("a token in a WebSocket URL: " + socket.url());
+    }
+  });
   page.on("requestfailed", (r) => {
     // A download the browser hands over, or a socket closed on purpose, is no failure.
     if (!r.url().startsWith("blob:")) problems.push(`request failed: ${r.url()} ${r.failure()?.errorText}`);
@@ -92,15 +97,15 @@ async function apiCall(method, path, token, body) {
 
 /** Waits until the tile titled `title` shows data newer than `after` (epoch ms), fetched
  *  or pushed; says what the tile shows if it does not. */
-async function updatedAfter(page, title, after) {
+async function updatedAfter(page, title, after, { pushed = false, timeout = SLOW } = {}) {
   try {
     await page.waitForFunction(
-      ([title, after]) => {
+      ([title, after, pushed]) => {
         const tile = [...document.querySelectorAll(".tile")].find((t) => t.querySelector(".tile-title")?.title === title);
-        return Number(tile?.dataset.updated) > after;
+        return Number(tile?.dataset.updated) > after && (!pushed || tile.dataset.pushed === "true");
       },
-      [title, after],
-      { timeout: SLOW },
+      [title, after, pushed],
+      { timeout },
     );
   } catch (e) {
     const shown = await tile(page, title).innerText().catch(() => "(no tile)");
@@ -142,7 +147,7 @@ try {
   // The table sorts and pages.
   const table = gallery.locator(".view-table").first();
   await table.getByRole("button", { name: "Next" }).click();
-  check(/11/.test(await table.innerText()), "the table's second page");
+  check((await table.innerText()).includes("11–20 of "), "the table's second page: " + (await table.innerText()).slice(-80));
   await table.locator("th button").first().click();
   check(await table.locator("th[aria-sort]").count() > 0, "a sorted column says so");
   // A custom view is a collapsible tree.
@@ -151,7 +156,8 @@ try {
   // 2. Live: a tick pushes new views, no reload.
   step("a tick updates a tile without reload");
   await page.evaluate(() => { window.__sameDocument = true; });
-  await updatedAfter(page, "View gallery", Number(await gallery.getAttribute("data-updated")));
+  // Pushed over the WebSocket after the widget's tick, not fetched.
+  await updatedAfter(page, "View gallery", Number(await gallery.getAttribute("data-updated")), { pushed: true });
   check(await page.evaluate(() => window.__sameDocument === true), "the page was not reloaded");
 
   // 3. A posted event updates the sales tile.
@@ -176,25 +182,45 @@ try {
   );
   check(await page.evaluate(() => window.__sameDocument === true), "the page was not reloaded");
 
-  // 4. Layout: drag a tile in edit mode and save; the server has the new place.
-  step("a tile is dragged to a new place and the layout saved");
+  // 4. Layout: a drag that is cancelled leaves the layout; a tile removed and added
+  //    again stays movable; a drag that is saved is on the server.
+  step("tiles are dragged, removed and added in edit mode; cancel undoes, save keeps");
   await page.getByRole("link", { name: "overview" }).click();
   await tile(page, "Hello").waitFor({ timeout: SLOW });
   const layoutBefore = (await apiCall("GET", "/tenants/demo/dashboards/overview", tokens.admin)).body;
+  const place = (layout) => JSON.stringify(layout.tiles.find((t) => t.installation === "hello-metric"));
+  const item = page.locator('.grid-stack-item[gs-id="hello-metric"]');
+  const at = async () => `${await item.getAttribute("gs-x")},${await item.getAttribute("gs-y")}`;
+  const drag = async () => {
+    const header = tile(page, "Hello").locator(".tile-header");
+    await header.scrollIntoViewIfNeeded();
+    const box = await header.boundingBox();
+    await page.mouse.move(box.x + 20, box.y + box.height / 2);
+    await page.mouse.down();
+    // In small moves, as a hand does: gridstack follows the pointer move by move.
+    for (let i = 1; i <= 30; i++) await page.mouse.move(box.x + 20 + i * 30, box.y + box.height / 2 + i);
+    await page.mouse.up();
+  };
+  const start = await at();
   await page.getByRole("button", { name: "Edit layout" }).click();
-  const header = tile(page, "Hello").locator(".tile-header");
-  await header.scrollIntoViewIfNeeded();
-  const box = await header.boundingBox();
-  await page.mouse.move(box.x + 20, box.y + box.height / 2);
-  await page.mouse.down();
-  // In small moves, as a hand does: gridstack follows the pointer move by move.
-  for (let i = 1; i <= 30; i++) await page.mouse.move(box.x + 20 + i * 30, box.y + box.height / 2 + i);
-  await page.mouse.up();
+  await drag();
+  check((await at()) !== start, `the drag moved the tile (${start})`);
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("button", { name: "Edit layout" }).waitFor({ timeout: SLOW });
+  check((await at()) === start, `cancel put the tile back: ${await at()} ≠ ${start}`);
+  await page.getByRole("button", { name: "Edit layout" }).click();
+  await page.getByRole("button", { name: "Remove Hello Metric from this dashboard" }).click();
+  await item.waitFor({ state: "detached", timeout: SLOW });
+  await page.getByLabel("Add widget").selectOption("hello-metric");
+  await item.waitFor({ timeout: SLOW });
+  const added = await at();
+  await drag();
+  check((await at()) !== added, `a tile added in edit mode can be dragged (${added})`);
   await page.getByRole("button", { name: "Save layout" }).click();
   await page.getByRole("button", { name: "Edit layout" }).waitFor({ timeout: SLOW });
   const layoutAfter = (await apiCall("GET", "/tenants/demo/dashboards/overview", tokens.admin)).body;
-  const place = (layout) => JSON.stringify(layout.tiles.find((t) => t.installation === "hello-metric"));
   check(place(layoutBefore) !== place(layoutAfter), `the tile moved: ${place(layoutBefore)} → ${place(layoutAfter)}`);
+  check(layoutAfter.tiles.length === layoutBefore.tiles.length, "every tile is still there");
 
   // 5. Export a tile's data.
   step("a tile's data is exported as CSV and JSON");
@@ -393,10 +419,11 @@ try {
   });
   const helloBefore = Number(await hello.getAttribute("data-updated"));
   await ask("restart the server");
-  await watcher.page.locator(".live-state.live").waitFor({ timeout: SLOW });
+  await watcher.page.locator(".live-state.live").waitFor({ timeout: 2 * SLOW });
   const states = await watcher.page.evaluate(() => window.__states.join(" / "));
   check(/reconnecting|offline/.test(states), "the indicator showed the socket down: " + states);
-  await updatedAfter(watcher.page, "Hello Metric", helloBefore);
+  // The reconnect waits out its backoff (up to 30 s after a few failures).
+  await updatedAfter(watcher.page, "Hello Metric", helloBefore, { timeout: 2 * SLOW });
   allProblems.push(...watcher.problems.filter((p) => !/ERR_CONNECTION_REFUSED|WebSocket/.test(p)));
   await watcher.context.close();
 

@@ -10,10 +10,26 @@ import { OperatorsPage, TokensSection } from "./operators.js";
 
 const ROLE_NAMES = { operator: "Operator", "tenant-admin": "Administrator", viewer: "Viewer" };
 
+/** The route's segments; one that does not decode is dropped (the route falls back). */
 function route() {
-  const parts = location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
-  return parts;
+  return location.hash
+    .replace(/^#\/?/, "")
+    .split("/")
+    .filter(Boolean)
+    .map((part) => {
+      try {
+        return decodeURIComponent(part);
+      } catch {
+        return "";
+      }
+    });
 }
+
+/** A tenant, installation or dashboard id as the server accepts it: nothing else from
+ *  the fragment goes into an API path (`..` would name another route). */
+const ID = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** A segment after the section: ids, a component's hash, `upload`, `i`, `v`. */
+const SEGMENT = /^[a-z0-9][a-z0-9-]*$/;
 
 function App() {
   const [session, setSession] = useState(loadSession);
@@ -74,10 +90,29 @@ function SignIn({ notice, onSignedIn }) {
     </main>`;
 }
 
+/** The skip link moves focus without touching the fragment, which holds the route. */
+function skipToContent(event) {
+  event.preventDefault();
+  const main = document.getElementById("main");
+  if (!main) return;
+  main.setAttribute("tabindex", "-1");
+  main.focus();
+}
+
 function Console({ session, parts, signOut }) {
   const { principal } = session;
   const operator = principal.role === "operator";
-  const live = useMemo(() => new Live(session.token, () => signOut("Your session ended: the token was revoked or has expired.")), [session.token]);
+  const live = useMemo(
+    () =>
+      new Live(
+        session.token,
+        () => signOut("Your session ended: the token was revoked or has expired."),
+        // A refused upgrade looks like any failed connection: asking who the token is
+        // tells a revoked or expired one (401 signs out) from a server that is away.
+        () => api("GET", "/me").catch(() => {}),
+      ),
+    [session.token],
+  );
   useEffect(() => () => live.close(), [live]);
   const [liveState, setLiveState] = useState(live.state);
   useEffect(() => live.watchState(setLiveState), [live]);
@@ -86,8 +121,8 @@ function Console({ session, parts, signOut }) {
   // `#/t/<tenant>/<section>/…`; operators also `#/operators`.
   let tenant = principal.tenant;
   let section = parts[0] === "operators" ? "operators" : parts[2] || "dashboards";
-  let rest = parts.slice(3);
-  if (parts[0] === "t" && parts[1]) {
+  let rest = parts.slice(3).filter((part) => SEGMENT.test(part));
+  if (parts[0] === "t" && ID.test(parts[1] || "")) {
     if (operator || parts[1] === principal.tenant) tenant = parts[1];
   }
   if (!tenant && section !== "operators") section = "operators";
@@ -104,7 +139,7 @@ function Console({ session, parts, signOut }) {
   else page = html`<${DashboardsPage} session=${session} tenant=${tenant} path=${rest} navigate=${navigate} live=${live} />`;
 
   return html`
-    <a class="skip-link" href="#main">Skip to content</a>
+    <a class="skip-link" href="#main" onClick=${skipToContent}>Skip to content</a>
     <header class="top-bar">
       <a class="brand" href=${tenant ? `#/t/${tenant}/dashboards` : "#/operators"}><span class="brand-mark" aria-hidden="true">▦</span> Plinth</a>
       ${tenant && html`<span class="tenant-name" title="Tenant">${tenant}</span>`}

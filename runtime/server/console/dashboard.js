@@ -95,6 +95,9 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
   const grid = useRef(null);
   const [editing, setEditing] = useState(false);
   const [tiles, setTiles] = useState(dashboard.tiles);
+  // Bumped to lay the grid out again from `tiles` (a cancelled edit).
+  const [round, setRound] = useState(0);
+  const editingNow = useRef(false);
   const [error, setError] = useState(null);
   const [saving, setSaving] = useState(false);
 
@@ -106,7 +109,8 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
         cellHeight: CELL_HEIGHT,
         margin: 6,
         float: false,
-        staticGrid: true,
+        // Still editing after a tile was added or removed: the new grid stays movable.
+        staticGrid: !editingNow.current,
         animate: false,
         // One column on a phone: tiles stack in their order.
         columnOpts: { breakpoints: [{ w: 760, c: 1 }] },
@@ -115,7 +119,7 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
       gridElement.current,
     );
     return () => grid.current?.destroy(false);
-  }, [tiles]);
+  }, [tiles, round]);
 
   // Another console saved this dashboard: show the new layout unless editing.
   useEffect(
@@ -124,15 +128,14 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
   );
 
   const edit = (on) => {
+    editingNow.current = on;
     setEditing(on);
     grid.current?.setStatic(!on);
   };
   const save = async () => {
     setSaving(true);
     setError(null);
-    const laid = grid.current.save(false).map((item) => ({
-      installation: item.id, x: item.x ?? 0, y: item.y ?? 0, w: item.w ?? 1, h: item.h ?? 1,
-    }));
+    const laid = laidOut();
     try {
       await api("PUT", tenantPath(tenant, `/dashboards/${encodeURIComponent(dashboard.name)}`), { tiles: laid });
       edit(false);
@@ -153,14 +156,15 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
     }
   };
   const missing = installations.filter((i) => !tiles.some((t) => t.installation === i.id));
-  const add = (id) => {
-    // Re-laid by gridstack from the saved layout plus the new tile at the bottom.
-    const laid = grid.current.save(false).map((item) => ({ installation: item.id, x: item.x, y: item.y, w: item.w, h: item.h }));
-    setTiles([...laid, { installation: id, x: 0, y: 1000, w: 6, h: 5 }]);
-  };
-  const drop = (id) => {
-    const laid = grid.current.save(false).map((item) => ({ installation: item.id, x: item.x, y: item.y, w: item.w, h: item.h }));
-    setTiles(laid.filter((t) => t.installation !== id));
+  // The layout as the grid has it now (gridstack leaves out sizes of 1 and places of 0).
+  const laidOut = () =>
+    grid.current.save(false).map((item) => ({ installation: item.id, x: item.x ?? 0, y: item.y ?? 0, w: item.w ?? 1, h: item.h ?? 1 }));
+  const add = (id) => setTiles([...laidOut(), { installation: id, x: 0, y: 1000, w: 6, h: 5 }]);
+  const drop = (id) => setTiles(laidOut().filter((t) => t.installation !== id));
+  const cancel = () => {
+    edit(false);
+    setTiles(dashboard.tiles);
+    setRound((r) => r + 1);
   };
 
   return html`
@@ -176,11 +180,11 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
               ${missing.map((i) => html`<option value=${i.id}>${i.id}</option>`)}
             </select></label>`}
           <button type="button" class="button" disabled=${saving} onClick=${save}>${saving ? "Saving…" : "Save layout"}</button>
-          <button type="button" class="button subtle" onClick=${() => { edit(false); onSaved(); }}>Cancel</button>
+          <button type="button" class="button subtle" onClick=${cancel}>Cancel</button>
           <button type="button" class="button danger" onClick=${remove}>Delete dashboard</button>`}
       </div>
       <${ErrorNote} error=${error} />
-      <div class="grid-stack" ref=${gridElement} key=${tiles.map((t) => t.installation).join(",")}>
+      <div class="grid-stack" ref=${gridElement} key=${round + ":" + tiles.map((t) => t.installation).join(",")}>
         ${tiles.map(
           (tile) => html`<div class="grid-stack-item" key=${tile.installation} gs-id=${tile.installation}
               gs-x=${tile.x} gs-y=${tile.y} gs-w=${Math.max(1, tile.w)} gs-h=${Math.max(1, tile.h)}>
@@ -225,7 +229,10 @@ export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
     }
     load();
     const offViews = live.subscribe(`widget/${id}`, operator ? tenant : null, (payload) => {
-      if (payload?.type === "views") setState({ views: payload.views, updated: Date.now(), pushed: true });
+      if (payload?.type === "views") {
+        setState({ views: payload.views, updated: Date.now(), pushed: true });
+        setParked(null);
+      }
     });
     const offParked = live.subscribe(`installation/${id}`, operator ? tenant : null, (payload) => {
       if (payload?.type === "parked") setParked(payload.reason || "parked");
@@ -258,18 +265,18 @@ export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
 
   return html`
     <article class=${"tile" + (stale ? " is-stale" : "") + (state.error ? " has-error" : "")} aria-labelledby=${"tile-" + id}
-      data-updated=${state.updated}>
+      data-updated=${state.updated} data-pushed=${state.pushed ? "true" : undefined}>
       <header class="tile-header">
         <h3 id=${"tile-" + id} class="tile-title" title=${title}>${title}</h3>
         ${parked != null && html`<span class="badge critical" title=${parked}>Parked</span>`}
         ${stale && html`<span class="badge warning" title="No update received recently">Stale</span>`}
-        ${state.loading && html`<span class="badge muted" role="status">Loading…</span>`}
+        ${state.loading && html`<span class="badge muted">Loading…</span>`}
         <span class="tile-actions">
           ${editing
             ? html`<button type="button" class="icon-button" aria-label=${"Remove " + title + " from this dashboard"} onClick=${onRemove}>✕</button>`
             : html`
               <button type="button" class="icon-button" aria-label=${"Refresh " + title} title="Refresh" onClick=${load}>↻</button>
-              <details class="menu">
+              <details class="menu" onKeyDown=${closeOnEscape}>
                 <summary class="icon-button" aria-label=${"Export " + title} title="Export">⤓</summary>
                 <div class="menu-items">
                   <button type="button" onClick=${(e) => exportAs("json", e)}>Export JSON</button>
@@ -295,6 +302,13 @@ export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
     </article>`;
 }
 
+/** Escape closes a `<details>` menu and gives the focus back to its summary. */
+function closeOnEscape(event) {
+  if (event.key !== "Escape" || !event.currentTarget.open) return;
+  event.currentTarget.open = false;
+  event.currentTarget.querySelector("summary")?.focus();
+}
+
 function download(name, type, content) {
   const url = URL.createObjectURL(new Blob([content], { type }));
   const link = document.createElement("a");
@@ -309,7 +323,9 @@ function download(name, type, content) {
 /** The tables of `views` as CSV; a widget without tables exports its numbers. */
 export function viewsAsCsv(views) {
   const cell = (v) => {
-    const text = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    let text = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    // A spreadsheet would run a text cell starting like a formula: it is kept as text.
+    if (typeof v === "string" && /^[=+\-@\t\r]/.test(text)) text = "'" + text;
     return /[",\n\r]/.test(text) ? `"${text.replaceAll('"', '""')}"` : text;
   };
   const tables = views.filter((v) => v.kind === "table");

@@ -5,10 +5,13 @@
 const MAX_BACKOFF_MS = 30_000;
 
 export class Live {
-  /** `token`: the session's; `onUnauthenticated`: the token stopped working (4401). */
-  constructor(token, onUnauthenticated) {
+  /** `token`: the session's; `onUnauthenticated`: the token stopped working (4401);
+   *  `onRefused`: a connection failed before it opened (the token may have stopped
+   *  working while the socket was down: a browser does not say why an upgrade failed). */
+  constructor(token, onUnauthenticated, onRefused = () => {}) {
     this.token = token;
     this.onUnauthenticated = onUnauthenticated;
+    this.onRefused = onRefused;
     this.topics = new Map(); // key → {topic, tenant, handlers: Set}
     this.stateListeners = new Set();
     this.resyncListeners = new Set();
@@ -31,7 +34,9 @@ export class Live {
       return;
     }
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this.failures = 0;
       this.setState("live");
       for (const entry of this.topics.values()) this.send(subscription(entry));
@@ -46,8 +51,11 @@ export class Live {
         return;
       }
       if (message.type === "message") {
+        // By tenant too: an operator may watch the same topic of two tenants.
         for (const entry of this.topics.values()) {
-          if (entry.topic === message.topic) for (const handler of entry.handlers) handler(message.payload);
+          if (entry.topic !== message.topic) continue;
+          if (entry.tenant && message.tenant && entry.tenant !== message.tenant) continue;
+          for (const handler of entry.handlers) handler(message.payload);
         }
       } else if (message.type === "resync") {
         for (const listener of this.resyncListeners) listener();
@@ -61,6 +69,7 @@ export class Live {
         this.onUnauthenticated();
         return;
       }
+      if (!opened) this.onRefused();
       this.retry();
     };
   }

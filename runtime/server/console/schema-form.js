@@ -2,8 +2,10 @@
 // subset): objects as fieldsets, strings, numbers, booleans, enums, lists of strings or
 // numbers; anything else (and a schema without properties) as JSON text.
 //
-// The inputs carry what HTML attributes can say (required, min, max, maxlength,
-// pattern) for assistive technology and input widgets, but the forms that use this one
+// The inputs carry what HTML attributes can say (required, min, max, maxlength) for
+// assistive technology and input widgets, but not an extension's `pattern`: a browser
+// runs it on every keystroke, and a pattern that backtracks badly would hang the tab.
+// The forms that use this one
 // are `novalidate`: the server validates the config and is the authority, and its
 // messages (`errors`, `[{path, message}]` with JSON pointers) are shown at the field they
 // name, the ones naming no field above the form.
@@ -219,19 +221,6 @@ function idFor(ctx, path) {
   return `${ctx.idPrefix}-f${safe}`;
 }
 
-/** The HTML `pattern` for a JSON Schema `pattern` (which matches anywhere in the text;
- *  HTML's matches the whole value, with the `v` flag), or none when HTML cannot use it. */
-function htmlPattern(pattern) {
-  if (typeof pattern !== "string") return undefined;
-  const source = `.*(?:${pattern}).*`;
-  try {
-    new RegExp(`^(?:${source})$`, "v");
-    return source;
-  } catch {
-    return undefined;
-  }
-}
-
 // ---- fields ------------------------------------------------------------------------
 
 /** A draft text for a field whose value is parsed from it: kept while the user types,
@@ -366,7 +355,6 @@ function StringField({ schema, value, onChange, path, ctx, label, required }) {
       : html`<input
           ...${common}
           type=${INPUT_TYPES[schema.format] || "text"}
-          pattern=${htmlPattern(schema.pattern)}
           value=${text}
           autocomplete="off"
         />`}

@@ -162,6 +162,7 @@ impl App {
         let pushes = Arc::new(Pushes::new(
             calls.clone(),
             registry.clone(),
+            installations.clone(),
             sandbox.backends().broadcast.clone(),
         ));
         let events = Arc::new(Events::new(

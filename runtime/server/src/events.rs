@@ -600,7 +600,8 @@ impl Events {
                 let judged = self.judge(delivery, report);
                 if matches!(judged.0, Fate::Done) {
                     // Viewers of its widget see what the event changed.
-                    self.pushes.after_event(&installation);
+                    self.pushes
+                        .after_event(&installation.tenant, &installation.id);
                 }
                 judged
             }

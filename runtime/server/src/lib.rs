@@ -51,6 +51,9 @@ pub struct RunningServer {
     dispatcher: Option<JoinHandle<()>>,
 }
 
+/// How long a stop waits for its WebSockets' close frames to go out.
+const SOCKETS_CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl RunningServer {
     /// The base URL, `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
@@ -62,6 +65,9 @@ impl RunningServer {
     pub async fn stop(mut self) -> std::io::Result<()> {
         let _ = self.shutdown.send(true);
         self.app.hub.close_all();
+        // The close frames are written by the sockets' own tasks: they get a moment to
+        // go out before the process may end (clients then see 1001, not a reset).
+        self.app.hub.closed(SOCKETS_CLOSE_GRACE).await;
         if let Some(scheduler) = self.scheduler.take() {
             scheduler.abort();
         }
@@ -247,9 +253,6 @@ pub struct Demo {
     pub installations: Vec<String>,
 }
 
-/// The demo tenant: example data in its database, the given components uploaded and
-/// installed with the capabilities they declare, and a `main` dashboard showing them.
-/// Safe to run at every start: what exists is kept, newer builds are upgraded to.
 /// A tile of a demo dashboard on the 12-column grid: `(installation, x, y, w, h)`.
 type DemoTile = (&'static str, u32, u32, u32, u32);
 
@@ -270,6 +273,10 @@ const DEMO_DASHBOARDS: &[(&str, &[DemoTile])] = &[
     ),
 ];
 
+/// The demo tenant: example data in its database, the given components uploaded and
+/// installed with the capabilities they declare, and its dashboards ([`DEMO_DASHBOARDS`],
+/// each made once). Safe to run at every start: what exists is kept, newer builds are
+/// upgraded to.
 pub async fn install_demo(app: &App, components: Vec<Vec<u8>>) -> Result<Demo, PlinthError> {
     const TENANT: &str = "demo";
     match app.tenants.create(TENANT, "Demo company").await {

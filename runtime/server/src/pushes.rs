@@ -1,19 +1,19 @@
 //! Views pushed to `widget/<installation>`: one render shared by every viewer, after
-//! every successful tick and after handled events. Events are coalesced: at most one
-//! render per installation every [`EVENT_PUSH_GAP`], so a burst of a thousand events
-//! costs a render or two, not a thousand.
+//! every successful tick and after handled events. Events are coalesced: one render of
+//! an installation at a time, beginning at least [`EVENT_PUSH_GAP`] after the last, so a
+//! burst of a thousand events costs a render or two, not a thousand.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use plinth_host::World;
 use plinth_host::capability::broadcast::BroadcastBackend;
 use plinth_host::lock::Recover;
 use serde_json::{Value, json};
 
 use crate::calls::Calls;
-use plinth_host::World;
-
+use crate::installations::Installations;
 use crate::registry::{Installation, Registry};
 
 /// The shortest time between two event-driven pushes of one installation.
@@ -30,29 +30,40 @@ pub enum Cause {
 pub struct Pushes {
     calls: Arc<Calls>,
     registry: Arc<Registry>,
+    installations: Arc<Installations>,
     broadcast: Arc<dyn BroadcastBackend>,
-    /// Per installation: whether an event-driven push is waiting, and when the last went
-    /// out. One entry per installation that handled events on this node.
+    /// Per installation that handled events on this node: its event-driven push.
     coalesced: Mutex<HashMap<(String, String), Coalesced>>,
     /// Whether a component version (by hash) exports `render`; a version never changes.
     widgets: Mutex<HashMap<String, bool>>,
 }
 
+/// One installation's event-driven pushes: at most one task, rendering one at a time.
 #[derive(Default)]
 struct Coalesced {
-    waiting: bool,
+    /// A task is waiting for its turn or rendering.
+    busy: bool,
+    /// Events were handled after the task's render began: it renders once more.
+    dirty: bool,
+    /// When the last render began.
     last: Option<Instant>,
 }
+
+/// Entries kept before idle ones are dropped (an idle entry only remembers its last
+/// render, to keep the gap).
+const KEPT_ENTRIES: usize = 4096;
 
 impl Pushes {
     pub fn new(
         calls: Arc<Calls>,
         registry: Arc<Registry>,
+        installations: Arc<Installations>,
         broadcast: Arc<dyn BroadcastBackend>,
     ) -> Self {
         Pushes {
             calls,
             registry,
+            installations,
             broadcast,
             coalesced: Mutex::default(),
             widgets: Mutex::default(),
@@ -97,37 +108,64 @@ impl Pushes {
         }
     }
 
-    /// After `installation` handled an event: push its views if it is also a widget,
-    /// at once or when [`EVENT_PUSH_GAP`] has passed since its last event-driven push.
-    /// Events handled while one is waiting share it.
-    pub fn after_event(self: &Arc<Self>, installation: &Installation) {
-        let key = (installation.tenant.clone(), installation.id.clone());
-        let wait = {
+    /// After `tenant`'s installation `id` handled an event: push its views if it is also
+    /// a widget. One task per installation at a time: renders begin at least
+    /// [`EVENT_PUSH_GAP`] apart, never overlap, and the events handled during one render
+    /// share the next.
+    pub fn after_event(self: &Arc<Self>, tenant: &str, id: &str) {
+        let key = (tenant.to_owned(), id.to_owned());
+        {
             let mut coalesced = self.coalesced.lock().recover();
+            if coalesced.len() >= KEPT_ENTRIES {
+                coalesced
+                    .retain(|_, c| c.busy || c.last.is_some_and(|l| l.elapsed() < EVENT_PUSH_GAP));
+            }
             let entry = coalesced.entry(key.clone()).or_default();
-            if entry.waiting {
+            if entry.busy {
+                entry.dirty = true;
                 return;
             }
-            entry.waiting = true;
-            entry
-                .last
-                .map(|last| (last + EVENT_PUSH_GAP).saturating_duration_since(Instant::now()))
-                .unwrap_or_default()
-        };
+            entry.busy = true;
+        }
         let pushes = self.clone();
-        let installation = installation.clone();
-        tokio::spawn(async move {
+        tokio::spawn(async move { pushes.run(key).await });
+    }
+
+    /// The installation's push task: waits for the gap, renders, and again while events
+    /// came in meanwhile.
+    async fn run(&self, key: (String, String)) {
+        loop {
+            let wait = {
+                let mut coalesced = self.coalesced.lock().recover();
+                let Some(entry) = coalesced.get_mut(&key) else {
+                    return;
+                };
+                entry.dirty = false;
+                let wait = entry
+                    .last
+                    .map(|last| (last + EVENT_PUSH_GAP).saturating_duration_since(Instant::now()))
+                    .unwrap_or_default();
+                entry.last = Some(Instant::now() + wait);
+                wait
+            };
             tokio::time::sleep(wait).await;
-            // Cleared before the render: an event handled while it runs gets a push
-            // of its own after it.
-            if let Some(entry) = pushes.coalesced.lock().recover().get_mut(&key) {
-                entry.waiting = false;
-                entry.last = Some(Instant::now());
+            // As it is now: disabled, parked, upgraded or uninstalled meanwhile counts.
+            if let Ok(installation) = self.installations.get(&key.0, &key.1).await
+                && installation.enabled
+                && installation.parked.is_none()
+                && self.is_widget(&installation).await
+            {
+                self.push(&installation, Cause::Event).await;
             }
-            if pushes.is_widget(&installation).await {
-                pushes.push(&installation, Cause::Event).await;
+            let mut coalesced = self.coalesced.lock().recover();
+            let Some(entry) = coalesced.get_mut(&key) else {
+                return;
+            };
+            if !entry.dirty {
+                entry.busy = false;
+                return;
             }
-        });
+        }
     }
 
     async fn is_widget(&self, installation: &Installation) -> bool {
@@ -149,7 +187,7 @@ impl Pushes {
         widget
     }
 
-    /// Forgets a deleted tenant's installations.
+    /// Forgets a deleted tenant's installations; a task of theirs ends at its next turn.
     pub fn forget_tenant(&self, tenant: &str) {
         self.coalesced
             .lock()

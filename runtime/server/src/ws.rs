@@ -166,6 +166,8 @@ pub struct Hub {
     /// Set when the server stops: sockets are closed with [`CLOSE_GOING_AWAY`], and one
     /// upgraded after that is closed at once.
     stopping: AtomicBool,
+    /// Notified when the last socket of this node ends.
+    emptied: Notify,
 }
 
 /// A socket's place on this node, taken before the upgrade so that sockets racing
@@ -177,7 +179,11 @@ pub struct Seat {
 
 impl Drop for Seat {
     fn drop(&mut self) {
-        self.hub.sockets.lock().recover().remove(&self.id);
+        let mut sockets = self.hub.sockets.lock().recover();
+        sockets.remove(&self.id);
+        if sockets.is_empty() {
+            self.hub.emptied.notify_waiters();
+        }
     }
 }
 
@@ -196,6 +202,7 @@ impl Hub {
             relays: Mutex::default(),
             sockets: Mutex::default(),
             stopping: AtomicBool::new(false),
+            emptied: Notify::new(),
             next_id: AtomicU64::new(0),
         }
     }
@@ -245,10 +252,13 @@ impl Hub {
     }
 
     fn attach(&self, seat: &Seat, connection: Arc<Connection>) {
+        let mut sockets = self.sockets.lock().recover();
+        // Under the lock `close_all` sets the flag under: a socket attached after it
+        // looked is closed here.
         if self.stopping.load(Ordering::Relaxed) {
             close_going_away(&connection);
         }
-        if let Some(socket) = self.sockets.lock().recover().get_mut(&seat.id) {
+        if let Some(socket) = sockets.get_mut(&seat.id) {
             // Revoked between the token check and the upgrade: the revocation found no
             // connection to close, so it is closed now instead of living on.
             if let Some(why) = socket.revoked {
@@ -262,12 +272,29 @@ impl Hub {
     /// socket is a task of its own that the HTTP server's graceful stop does not reach;
     /// closed, its client reconnects (to another node, or to this one when it is back).
     pub fn close_all(&self) {
+        let sockets = self.sockets.lock().recover();
         self.stopping.store(true, Ordering::Relaxed);
-        for socket in self.sockets.lock().recover().values() {
+        for socket in sockets.values() {
             if let Some(connection) = &socket.connection {
                 close_going_away(connection);
             }
         }
+    }
+
+    /// Returns when no socket is open on this node, or after `grace`.
+    pub async fn closed(&self, grace: Duration) {
+        let _ = tokio::time::timeout(grace, async {
+            loop {
+                let emptied = self.emptied.notified();
+                tokio::pin!(emptied);
+                emptied.as_mut().enable();
+                if self.socket_count() == 0 {
+                    return;
+                }
+                emptied.await;
+            }
+        })
+        .await;
     }
 
     /// Sockets open on this node.
@@ -438,7 +465,8 @@ async fn relay(hub: Arc<Hub>, tenant: String, topic: String) {
     loop {
         let text = match receiver.recv().await {
             Ok(message) => Utf8Bytes::from(
-                json!({"type": "message", "topic": topic, "payload": *message.payload}).to_string(),
+                json!({"type": "message", "tenant": tenant, "topic": topic, "payload": *message.payload})
+                    .to_string(),
             ),
             Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                 // The relay itself fell behind the backend: tell clients to refetch.

@@ -8,18 +8,11 @@ use axum::extract::{Query, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use plinth_host::ErrorCode;
-use serde::Deserialize;
 
 use super::auth::{principal_of, token_of};
 use super::error::{ApiError, error};
 use crate::app::App;
 use crate::registry::Role;
-
-#[derive(Deserialize)]
-pub struct WsQuery {
-    #[serde(default)]
-    token: Option<String>,
-}
 
 /// The subprotocol the socket speaks; the server answers with it.
 pub const PROTOCOL: &str = "plinth.v1";
@@ -61,7 +54,7 @@ fn origin_allowed(app: &App, headers: &HeaderMap) -> bool {
 pub async fn websocket(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    query: Result<Query<WsQuery>, QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let refuse = |e: ApiError| {
@@ -76,7 +69,9 @@ pub async fn websocket(
     }
     // A token in the URL ends up in access logs, proxies and browser history: refused,
     // whether or not another one is sent too.
-    if query.ok().and_then(|Query(q)| q.token).is_some() {
+    // Every pair is looked at (`?token=a&token=b` too); a query that does not parse
+    // names no token the server would take, and is left to the upgrade.
+    if query.is_ok_and(|Query(pairs)| pairs.iter().any(|(key, _)| key == "token")) {
         return refuse(error(
             ErrorCode::InvalidRequest,
             "a token is never accepted in a URL: send Authorization: Bearer plt_… or offer \
