@@ -161,6 +161,17 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
     grid.current.save(false).map((item) => ({ installation: item.id, x: item.x ?? 0, y: item.y ?? 0, w: item.w ?? 1, h: item.h ?? 1 }));
   const add = (id) => setTiles([...laidOut(), { installation: id, x: 0, y: 1000, w: 6, h: 5 }]);
   const drop = (id) => setTiles(laidOut().filter((t) => t.installation !== id));
+  // Keyboard users place a tile with numbers instead of dragging it.
+  const itemOf = (id) => [...gridElement.current.children].find((el) => el.gridstackNode?.id === id);
+  const placeOf = (id) => {
+    const node = itemOf(id)?.gridstackNode ?? {};
+    return { x: node.x ?? 0, y: node.y ?? 0, w: node.w ?? 1, h: node.h ?? 1 };
+  };
+  const setPlace = (id, place) => {
+    const item = itemOf(id);
+    if (item) grid.current.update(item, place);
+    return placeOf(id);
+  };
   const cancel = () => {
     edit(false);
     setTiles(dashboard.tiles);
@@ -190,7 +201,8 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
               gs-x=${tile.x} gs-y=${tile.y} gs-w=${Math.max(1, tile.w)} gs-h=${Math.max(1, tile.h)}>
             <div class="grid-stack-item-content">
               <${Tile} tenant=${tenant} id=${tile.installation} info=${described.get(tile.installation)}
-                session=${session} live=${live} editing=${editing} onRemove=${() => drop(tile.installation)} />
+                session=${session} live=${live} editing=${editing} onRemove=${() => drop(tile.installation)}
+                place=${() => placeOf(tile.installation)} onPlace=${(p) => setPlace(tile.installation, p)} />
             </div>
           </div>`,
         )}
@@ -199,7 +211,8 @@ function Dashboard({ tenant, session, dashboard, described, installations, live,
 }
 
 /** One widget: fetched once, then kept current by the views pushed after each tick. */
-export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
+export function Tile({ tenant, id, info, session, live, editing, onRemove, place, onPlace }) {
+  const [placing, setPlacing] = useState(false);
   const operator = session.principal.role === "operator";
   const canManage = session.principal.role !== "viewer";
   const [state, setState] = useState({ loading: true });
@@ -273,7 +286,10 @@ export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
         ${state.loading && html`<span class="badge muted">Loading…</span>`}
         <span class="tile-actions">
           ${editing
-            ? html`<button type="button" class="icon-button" aria-label=${"Remove " + title + " from this dashboard"} onClick=${onRemove}>✕</button>`
+            ? html`
+              <button type="button" class="icon-button" aria-label=${"Place " + title} aria-expanded=${placing ? "true" : "false"}
+                title="Place with the keyboard" onClick=${() => setPlacing(!placing)}>⌖</button>
+              <button type="button" class="icon-button" aria-label=${"Remove " + title + " from this dashboard"} onClick=${onRemove}>✕</button>`
             : html`
               <button type="button" class="icon-button" aria-label=${"Refresh " + title} title="Refresh" onClick=${load}>↻</button>
               <details class="menu" onKeyDown=${closeOnEscape}>
@@ -286,6 +302,7 @@ export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
         </span>
       </header>
       <div class="tile-body" tabindex="0" role="group" aria-labelledby=${"tile-" + id}>
+        ${editing && placing && html`<${PlaceForm} id=${id} title=${title} place=${place} onPlace=${onPlace} onDone=${() => setPlacing(false)} />`}
         ${parked != null && html`<p class="tile-note critical" role="alert">Parked by the circuit breaker: ${parked}.
           ${canManage && html` <a href=${`#/t/${tenant}/extensions/i/${id}`}>Open the installation</a> to enable it again.`}</p>`}
         ${state.error && html`<div class="tile-error" role="alert">
@@ -300,6 +317,25 @@ export function Tile({ tenant, id, info, session, live, editing, onRemove }) {
         ${state.receipt && html`<span title="What the last render used">${state.receipt.wall_time_us != null ? `${(state.receipt.wall_time_us / 1000).toFixed(1)} ms` : ""}</span>`}
       </footer>
     </article>`;
+}
+
+/** A tile's column, row, width and height as numbers: the keyboard's way to move and
+ *  resize it (dragging needs a pointer). */
+function PlaceForm({ id, title, place, onPlace, onDone }) {
+  const [value, setValue] = useState(place);
+  const field = (key, label, min, max) => html`<label class="place-field">${label}
+    <input type="number" min=${min} max=${max} value=${value[key]} id=${`place-${id}-${key}`}
+      onInput=${(e) => setValue({ ...value, [key]: Number(e.currentTarget.value) })} /></label>`;
+  const apply = (e) => {
+    e.preventDefault();
+    setValue(onPlace(value));
+  };
+  return html`<form class="tile-place" aria-label=${"Place " + title} onSubmit=${apply}
+      onKeyDown=${(e) => e.key === "Escape" && onDone()}>
+    ${field("x", "Column", 0, 11)} ${field("y", "Row", 0, 1000)} ${field("w", "Width", 1, 12)} ${field("h", "Height", 1, 60)}
+    <button type="submit" class="button">Apply</button>
+    <button type="button" class="button subtle" onClick=${onDone}>Close</button>
+  </form>`;
 }
 
 /** Escape closes a `<details>` menu and gives the focus back to its summary. */
