@@ -27,7 +27,12 @@ pub async fn console_asset(State(app): State<Arc<App>>, Path(name): Path<String>
 fn console_file(app: &App, name: &str) -> Response {
     match crate::console::file(name, app.config.console_dir.as_deref()) {
         Some((content_type, bytes)) => {
-            ([(header::CONTENT_TYPE, content_type)], bytes.into_owned()).into_response()
+            // Embedded files are answered from the binary as they are, not copied.
+            let body = match bytes {
+                std::borrow::Cow::Borrowed(embedded) => axum::body::Bytes::from_static(embedded),
+                std::borrow::Cow::Owned(read) => axum::body::Bytes::from(read),
+            };
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
         None => ApiError(plinth_host::PlinthError::new(
             plinth_host::ErrorCode::NotFound,
