@@ -51,13 +51,76 @@ fn compiled_code_is_reused_and_tampering_is_caught() {
         "and the fresh one is trusted"
     );
 
-    // An artifact planted by someone else (not tagged with this cache's key) is ignored.
+    // An artifact replaced by a new file (rename over it) is another file: recompiled.
+    let replacement = dir.path().join("compiled/replacement");
+    std::fs::copy(&artifact, &replacement).unwrap();
+    std::fs::rename(&replacement, &artifact).unwrap();
+    assert_eq!(
+        sandbox_on(dir.path()).load(&hello).unwrap().code,
+        CodeSource::Compiled,
+        "a replaced artifact is recompiled"
+    );
+
+    // An artifact planted by someone else (not tagged with this cache's key) is ignored,
+    // with its own tag beside it too.
     let other = tempfile::tempdir().unwrap();
     sandbox_on(other.path()).load(&hello).unwrap();
     let [foreign] = artifacts(other.path()).try_into().unwrap();
     std::fs::copy(&foreign, &artifact).unwrap();
+    let tag = |artifact: &std::path::Path| artifact.with_extension("cwasm.tag");
+    std::fs::copy(tag(&foreign), tag(&artifact)).unwrap();
     assert_eq!(
         sandbox_on(dir.path()).load(&hello).unwrap().code,
         CodeSource::Compiled
+    );
+
+    // Without its tag an artifact is not trusted either.
+    std::fs::remove_file(tag(&artifact)).unwrap();
+    assert_eq!(
+        sandbox_on(dir.path()).load(&hello).unwrap().code,
+        CodeSource::Compiled
+    );
+}
+
+#[tokio::test]
+async fn a_stored_version_loads_by_hash_from_the_cache_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = guest("extensions/hello-metric");
+    let hash = plinth_host::component_hash(&hello);
+    assert!(
+        sandbox_on(dir.path()).load_cached(&hash).unwrap().is_none(),
+        "nothing cached yet: the caller must read the bytes"
+    );
+    sandbox_on(dir.path()).load(&hello).unwrap();
+
+    // A restarted node: the version loads from its hash, without the component's bytes,
+    // and it runs.
+    let restarted = sandbox_on(dir.path());
+    let extension = restarted.load_cached(&hash).unwrap().expect("cached");
+    assert_eq!(extension.code, CodeSource::Cached);
+    assert_eq!(extension.hash, hash);
+    let invocation = plinth_host::Invocation {
+        scope: plinth_host::Scope::new("acme", "hello").unwrap(),
+        grants: plinth_host::Grants::none(),
+        limits: plinth_host::Limits::default(),
+    };
+    let report = restarted
+        .render(
+            &extension,
+            &invocation,
+            serde_json::json!({"title": "Restarted"}),
+            Vec::new(),
+        )
+        .await;
+    let rendered = report.outcome.unwrap();
+    assert!(
+        serde_json::to_string(&rendered)
+            .unwrap()
+            .contains("Restarted"),
+        "the cached code renders"
+    );
+    assert!(
+        std::sync::Arc::ptr_eq(&extension, &restarted.load_cached(&hash).unwrap().unwrap()),
+        "loaded once"
     );
 }

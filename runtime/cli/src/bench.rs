@@ -12,6 +12,7 @@ use plinth_host::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::bench_raw::{Phases, RawComponent};
 use crate::guest_build;
 
 #[derive(clap::Args, Debug)]
@@ -207,6 +208,25 @@ async fn measure_interleaved(
     Ok(samples.into_iter().map(Summary::of).collect())
 }
 
+/// Loads of a compiled version from the compile cache by its hash, as a node does on a
+/// version's first call (the component's bytes neither read nor hashed), `times` times.
+fn cached_loads(sandbox: &Sandbox, hash: &str, times: usize) -> anyhow::Result<Summary> {
+    let mut samples = Vec::with_capacity(times);
+    for _ in 0..times {
+        sandbox.unload(hash);
+        let started = Instant::now();
+        let extension = sandbox
+            .load_cached(hash)?
+            .context("expected a cached load")?;
+        samples.push(started.elapsed());
+        ensure!(
+            extension.code == plinth_host::CodeSource::Cached,
+            "expected a cached load"
+        );
+    }
+    Ok(Summary::of(samples))
+}
+
 /// The native side of a workload.
 type NativeWork = Box<dyn Fn() -> usize>;
 
@@ -296,21 +316,42 @@ impl Bench {
         Ok(Value::Object(shown))
     }
 
-    /// Case 1: instantiate + render + drop of hello-metric, against the same logic native.
+    /// Case 1: instantiate + render + drop of hello-metric, interleaved with the same
+    /// component run by wasmtime alone on the same engine (one call of each in turn), and
+    /// against the same logic native.
     async fn hello_metric_render(&self) -> anyhow::Result<Value> {
         let n = self.args.iterations;
         let sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
         let extension = sandbox.load(&self.hello)?;
-        let wasm = measure_calls(
-            n,
-            &sandbox,
-            &extension,
-            &self.invocation,
-            &render(json!({})),
-        )
-        .await?;
+        let raw = RawComponent::new(&sandbox, &extension)?;
+        let call = render(json!({}));
+        let (mut plinth, mut bare) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        for round in 0..n + n / 10 {
+            let started = Instant::now();
+            let report = sandbox
+                .call(&extension, &self.invocation, call.clone())
+                .await;
+            let took = started.elapsed();
+            ensure!(
+                report.outcome.is_ok(),
+                "benchmark call failed: {:?}",
+                report.outcome
+            );
+            let raw_took = raw.render("{}").await?;
+            if round >= n / 10 {
+                plinth.push(took);
+                bare.push(raw_took);
+            }
+        }
+        let (wasm, raw) = (Summary::of(plinth), Summary::of(bare));
         let native = measure_native(n * 10, || native_hello("{}").len());
-        Ok(json!({"wasm": wasm.json(), "native": native.json(), "ratio": ratio(&wasm, &native)}))
+        Ok(json!({
+            "wasm": wasm.json(),
+            "raw_wasmtime": raw.json(),
+            "native": native.json(),
+            "ratio": ratio(&wasm, &native),
+            "ratio_to_raw_wasmtime": (wasm.median_us / raw.median_us * 100.0).round() / 100.0,
+        }))
     }
 
     /// Case 2: the cost of epoch and fuel checks on CPU-bound widgets: a tight loop, the worst
@@ -431,17 +472,7 @@ impl Bench {
     async fn component_load(&self) -> anyhow::Result<Value> {
         let cached_sandbox = sandbox(&self.args.data_dir, true, true, &self.backends)?;
         let hash = cached_sandbox.load(&self.hello)?.hash.clone();
-        let mut cached = Vec::new();
-        for _ in 0..50 {
-            cached_sandbox.unload(&hash);
-            let started = Instant::now();
-            let extension = cached_sandbox.load(&self.hello)?;
-            cached.push(started.elapsed());
-            ensure!(
-                extension.code == plinth_host::CodeSource::Cached,
-                "expected a cached load"
-            );
-        }
+        let cached = cached_loads(&cached_sandbox, &hash, 50)?;
         let config = SandboxConfig {
             cache_dir: None,
             ..cached_sandbox.config().clone()
@@ -454,7 +485,7 @@ impl Bench {
             compiler.load(&self.hello)?;
             compiled.push(started.elapsed());
         }
-        let (cached, compiled) = (Summary::of(cached), Summary::of(compiled));
+        let compiled = Summary::of(compiled);
         Ok(json!({
             "component_bytes": self.hello.len(),
             "cached": cached.json(),
@@ -505,24 +536,14 @@ impl Bench {
             let compile = started.elapsed();
             compiler.unload(&compiled.hash);
             let hash = cached_sandbox.load(&bytes)?.hash.clone();
-            let mut cached = Vec::new();
-            for _ in 0..20 {
-                cached_sandbox.unload(&hash);
-                let started = Instant::now();
-                let extension = cached_sandbox.load(&bytes)?;
-                cached.push(started.elapsed());
-                ensure!(
-                    extension.code == plinth_host::CodeSource::Cached,
-                    "expected a cached load"
-                );
-            }
+            let cached = cached_loads(&cached_sandbox, &hash, 20)?;
             shown.insert(
                 name.into(),
                 json!({
                     "component_bytes": bytes.len(),
                     "build_ms": build.as_millis() as u64,
                     "compile_ms": compile.as_millis() as u64,
-                    "cached_load": Summary::of(cached).json(),
+                    "cached_load": cached.json(),
                 }),
             );
             extensions.push((name, cached_sandbox.load(&bytes)?));
@@ -545,6 +566,31 @@ impl Bench {
         }
         for ((name, _), samples) in extensions.iter().zip(floors) {
             shown[*name]["instantiate_and_describe"] = Summary::of(samples).json();
+        }
+        // The same `describe` by wasmtime alone, by phase: where a call's time goes.
+        let raws = extensions
+            .iter()
+            .map(|(_, extension)| RawComponent::new(&cached_sandbox, extension))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut phases: Vec<Vec<Phases>> = vec![Vec::with_capacity(rounds); raws.len()];
+        for round in 0..rounds + rounds / 10 {
+            for (raw, samples) in raws.iter().zip(&mut phases) {
+                let took = raw.describe().await?;
+                if round >= rounds / 10 {
+                    samples.push(took);
+                }
+            }
+        }
+        for ((name, _), samples) in extensions.iter().zip(phases) {
+            let of = |phase: fn(&Phases) -> Duration| {
+                Summary::of(samples.iter().map(phase).collect()).json()
+            };
+            shown[*name]["raw_wasmtime_describe"] = json!({
+                "total": of(Phases::total),
+                "instantiate": of(|p| p.instantiate),
+                "call": of(|p| p.call),
+                "drop": of(|p| p.drop),
+            });
         }
         let call = render(json!({"title": "Visits"}));
         let mut samples = vec![Vec::with_capacity(rounds); extensions.len()];
@@ -575,6 +621,14 @@ impl Bench {
             shown[*name]["ratio_to_native"] = ratio(&render, &native);
         }
         shown.insert("native".into(), json!({ "render": native.json() }));
+        // One widget called again and again, as one client refreshing it does: the
+        // interleaved rounds above make every call find the caches and the pool slot as
+        // another language left them.
+        for (name, extension) in &extensions {
+            let in_a_row =
+                measure_calls(rounds, &cached_sandbox, extension, &self.invocation, &call).await?;
+            shown[*name]["render_in_a_row"] = in_a_row.json();
+        }
         Ok(Value::Object(shown))
     }
 }

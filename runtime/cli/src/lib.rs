@@ -1,6 +1,7 @@
 //! The `plinth` command as a library, so tests drive exactly what users run.
 
 pub mod bench;
+mod bench_raw;
 pub mod bench_server;
 pub mod guest_build;
 pub mod polyglot;

@@ -1,11 +1,19 @@
 //! Compiled code cached on disk, keyed by the component's hash and the engine's
-//! fingerprint. Only artifacts this cache wrote are ever deserialized: every artifact
-//! carries an HMAC under a key kept beside the artifacts, and one that fails the check
-//! (corrupt, truncated, or not written by Plinth) is recompiled instead.
+//! fingerprint. Only artifacts this cache wrote are ever deserialized: beside every
+//! artifact lies a tag, an HMAC under a key kept beside the artifacts over the artifact's
+//! name and the identity of the file it wrote (device, inode, size, modification and
+//! change times). A file replaced, truncated, edited or copied in since it was tagged
+//! fails the check and is recompiled.
+//!
+//! The tag binds the file rather than its bytes so that a cached load does not read the
+//! artifact: it is mapped (`Component::deserialize_file`), its code and its memory images
+//! paged in from the page cache as they are used. Hashing a 40 MB artifact would take
+//! longer than the whole load (docs/BENCHMARKS.md). What this gives up is said in
+//! docs/security.md.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use cap_std::ambient_authority;
@@ -20,7 +28,6 @@ use crate::error::{ErrorCode, PlinthError};
 type HmacSha256 = Hmac<Sha256>;
 
 const KEY_FILE: &str = "artifact.key";
-const TAG_BYTES: usize = 32;
 
 /// How a component's code was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -40,7 +47,8 @@ pub struct CompileCache {
 }
 
 impl CompileCache {
-    /// Opens (creating) the cache directory and its artifact key.
+    /// Opens (creating, readable by this user only) the cache directory and its
+    /// artifact key.
     pub fn open(path: &Path) -> Result<Self, PlinthError> {
         let io = |e: std::io::Error| {
             PlinthError::new(
@@ -48,20 +56,75 @@ impl CompileCache {
                 format!("compile cache {}: {e}", path.display()),
             )
         };
-        std::fs::create_dir_all(path).map_err(io)?;
+        if !path.exists() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io)?;
+        }
         let dir = Dir::open_ambient_dir(path, ambient_authority()).map_err(io)?;
         let key = read_or_create_key(&dir).map_err(io)?;
         Ok(CompileCache { dir, key })
     }
 
-    /// The MAC covers the artifact's name too: a valid artifact copied under another
-    /// component's name does not verify.
-    fn mac(&self, name: &str, artifact: &[u8]) -> HmacSha256 {
+    /// The artifact's name: the component's hash and the engine's fingerprint.
+    fn artifact_name(engine: &Engine, hash: &str) -> String {
+        format!("{hash}-{}.cwasm", engine_fingerprint(engine))
+    }
+
+    /// The tag of the artifact file `name` whose metadata is `file`. The name is in the
+    /// MAC too: a valid artifact moved under another component's name does not verify.
+    fn tag(&self, name: &str, file: &std::fs::Metadata) -> HmacSha256 {
+        use std::os::unix::fs::MetadataExt;
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length works");
+        mac.update(b"plinth-artifact-2\0");
         mac.update(name.as_bytes());
         mac.update(&[0]);
-        mac.update(artifact);
+        for field in [
+            file.dev(),
+            file.ino(),
+            file.size(),
+            file.mtime() as u64,
+            file.mtime_nsec() as u64,
+            file.ctime() as u64,
+            file.ctime_nsec() as u64,
+        ] {
+            mac.update(&field.to_le_bytes());
+        }
         mac
+    }
+
+    /// The component's cached code, when a valid artifact is there. Nothing is read but
+    /// the tag and the file's metadata; the artifact is mapped.
+    pub fn load(&self, engine: &Engine, hash: &str) -> Option<Component> {
+        let name = Self::artifact_name(engine, hash);
+        let file = self.dir.open(&name).ok()?.into_std();
+        let verified = self
+            .dir
+            .read(format!("{name}.tag"))
+            .ok()
+            .zip(file.metadata().ok())
+            .is_some_and(|(tag, metadata)| self.tag(&name, &metadata).verify_slice(&tag).is_ok());
+        if verified {
+            // SAFETY: the file is the one this cache wrote from `Component::serialize`
+            // for an engine with the same fingerprint (its tag matches under our key),
+            // unchanged since; wasmtime checks the engine compatibility again. It is
+            // mapped through the descriptor just checked, so a file swapped in under the
+            // name since is not the one mapped. Artifacts are only ever replaced by
+            // rename, never written in place, so the mapping stays what was checked.
+            match unsafe { deserialize_open(engine, &file) } {
+                Ok(component) => return Some(component),
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    tracing::warn!(artifact = %name, %error, "a cached artifact did not load");
+                    return None;
+                }
+            }
+        }
+        tracing::warn!(artifact = %name, "discarding a compiled artifact that failed its check");
+        None
     }
 
     /// The component's code: from the cache when a valid artifact is there, otherwise
@@ -72,22 +135,13 @@ impl CompileCache {
         hash: &str,
         bytes: &[u8],
     ) -> Result<(Component, CodeSource), PlinthError> {
-        let name = format!("{hash}-{}.cwasm", engine_fingerprint(engine));
-        if let Ok(stored) = self.dir.read(&name)
-            && stored.len() > TAG_BYTES
+        if self.has(engine, hash)
+            && let Some(component) = self.load(engine, hash)
         {
-            let (artifact, tag) = stored.split_at(stored.len() - TAG_BYTES);
-            if self.mac(&name, artifact).verify_slice(tag).is_ok() {
-                // SAFETY: the artifact was produced by `Component::serialize` of this
-                // cache (its HMAC matches under our key) for an engine with the same
-                // fingerprint; wasmtime checks the engine compatibility again.
-                if let Ok(component) = unsafe { Component::deserialize(engine, artifact) } {
-                    return Ok((component, CodeSource::Cached));
-                }
-            }
-            tracing::warn!(artifact = %name, "discarding a compiled artifact that failed its check");
+            return Ok((component, CodeSource::Cached));
         }
         let component = compile(engine, bytes)?;
+        let name = Self::artifact_name(engine, hash);
         if let Err(e) = self.store(&name, &component) {
             // A full disk must not stop the call: the code is compiled, only not cached.
             tracing::warn!(artifact = %name, error = %e, "could not store compiled code");
@@ -95,21 +149,63 @@ impl CompileCache {
         Ok((component, CodeSource::Compiled))
     }
 
+    /// Whether an artifact (checked or not) is stored for the component.
+    fn has(&self, engine: &Engine, hash: &str) -> bool {
+        self.dir.exists(Self::artifact_name(engine, hash))
+    }
+
+    /// Writes the artifact under a temporary name, renames it into place, then tags the
+    /// file it wrote (its metadata read through the descriptor it wrote with, after the
+    /// rename, which changes the change time).
     fn store(&self, name: &str, component: &Component) -> wasmtime::Result<()> {
-        let mut artifact = component.serialize()?;
-        let tag = self.mac(name, &artifact).finalize().into_bytes();
-        artifact.extend_from_slice(&tag);
         static WRITES: AtomicU64 = AtomicU64::new(0);
-        let temporary = format!(
-            "{name}.{}.{}.tmp",
-            std::process::id(),
-            WRITES.fetch_add(1, Ordering::Relaxed)
-        );
-        self.dir.write(&temporary, &artifact)?;
+        let temporary = |suffix: &str| {
+            format!(
+                "{name}{suffix}.{}.{}.tmp",
+                std::process::id(),
+                WRITES.fetch_add(1, Ordering::Relaxed)
+            )
+        };
+        let artifact = component.serialize()?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let written = temporary("");
+        let mut file = self.dir.open_with(&written, &options)?;
+        file.write_all(&artifact)?;
+        file.sync_data()?;
         // Rename is atomic: a reader sees the whole artifact or none.
-        self.dir.rename(&temporary, &self.dir, name)?;
+        self.dir.rename(&written, &self.dir, name)?;
+        let tag = self.tag(name, &file.into_std().metadata()?).finalize();
+        let tag_file = temporary(".tag");
+        self.dir.write(&tag_file, tag.into_bytes())?;
+        self.dir
+            .rename(&tag_file, &self.dir, format!("{name}.tag"))?;
         Ok(())
     }
+}
+
+/// Maps an artifact from an open file. wasmtime maps files by path; on Linux the
+/// descriptor's own path under `/proc/self/fd` names exactly the file already opened
+/// and checked. Elsewhere (or without `/proc`) the file is read from the descriptor.
+///
+/// # Safety
+/// As `Component::deserialize`: the file must hold an artifact of `Component::serialize`
+/// for a compatible engine, and must not be modified while the component lives.
+unsafe fn deserialize_open(engine: &Engine, file: &std::fs::File) -> wasmtime::Result<Component> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let by_descriptor = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        if by_descriptor.exists() {
+            // SAFETY: the caller's contract; the path is the descriptor's own file.
+            return unsafe { Component::deserialize_file(engine, &by_descriptor) };
+        }
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &*file, &mut bytes)?;
+    // SAFETY: the caller's contract.
+    unsafe { Component::deserialize(engine, &bytes) }
 }
 
 /// The cache's key: read if present, created once (readable by this user only)

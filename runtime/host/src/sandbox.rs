@@ -137,6 +137,37 @@ impl Sandbox {
         Ok(extension)
     }
 
+    /// Loads a stored component version by its hash from the compile cache alone: the
+    /// artifact is mapped, the component's bytes are neither read nor hashed. `None` when
+    /// the cache has no valid artifact for it (the caller then reads the bytes and
+    /// [`Sandbox::load`]s them).
+    pub fn load_cached(&self, hash: &str) -> Result<Option<Arc<Extension>>, PlinthError> {
+        if let Some(found) = self.loaded(hash) {
+            return Ok(Some(found));
+        }
+        let started = Instant::now();
+        let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, hash))
+        else {
+            return Ok(None);
+        };
+        let extension = Arc::new(Extension::prepare(
+            &self.engine,
+            &self.linker,
+            component,
+            hash.to_owned(),
+            CodeSource::Cached,
+            started,
+        )?);
+        self.loaded
+            .lock()
+            .recover()
+            .insert(hash.to_owned(), extension.clone());
+        Ok(Some(extension))
+    }
+
     /// Forgets a loaded component; the next load reads the compile cache again.
     pub fn unload(&self, hash: &str) {
         self.loaded.lock().recover().remove(hash);
@@ -150,7 +181,7 @@ impl Sandbox {
         invocation: &Invocation,
     ) -> Result<(), PlinthError> {
         for capability in extension.capabilities() {
-            if !invocation.grants.allows(capability) {
+            if !invocation.grants.allows(*capability) {
                 return Err(PlinthError::new(
                     ErrorCode::CapabilityDenied,
                     format!(
@@ -288,7 +319,9 @@ impl Sandbox {
         } = state.record;
         self.backends.log.append(&invocation.scope, &logs);
         let published = if outcome.is_ok() {
-            self.deliver(&invocation.scope, &published).await;
+            if !published.is_empty() {
+                self.deliver(&invocation.scope, &published).await;
+            }
             published
         } else {
             // A failed call's messages are never delivered.

@@ -89,12 +89,31 @@ pub(crate) fn engine(config: &SandboxConfig) -> Result<Engine, PlinthError> {
         // and reset in place, up to these sizes, instead of being unmapped: the next
         // call then takes no page faults. Without the ioctl this falls back to memset
         // of the low pages. Measured in docs/BENCHMARKS.md.
-        .pagemap_scan(Enabled::Auto)
+        .pagemap_scan(if swap_in_use() {
+            // wasmtime 48's scan reports present pages only: a page the last guest
+            // wrote that was swapped out since is neither reset nor decommitted, and
+            // the next instance in the slot (another tenant's) would read it. With swap
+            // on, slots are reset the plain way (memset of the low pages, the rest
+            // decommitted), which swap does not fool.
+            tracing::warn!("swap is on: pool slots are reset without PAGEMAP_SCAN (slower calls)");
+            Enabled::No
+        } else {
+            Enabled::Auto
+        })
         .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
         .table_keep_resident(64 << 10)
         .async_stack_keep_resident(KEEP_RESIDENT_STACK);
     wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&wasm).map_err(internal("cannot build the engine"))
+}
+
+/// Whether any swap area is active (`/proc/swaps` lists one beyond its header). Unknown
+/// counts as in use.
+fn swap_in_use() -> bool {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(swaps) => swaps.lines().skip(1).any(|line| !line.trim().is_empty()),
+        Err(_) => cfg!(target_os = "linux"),
+    }
 }
 
 /// The linker: the locked-down WASI of polyglot guests, then each capability, which

@@ -62,6 +62,8 @@ pub struct Extension {
     pub exports: Vec<String>,
     pub code: CodeSource,
     pub load_time: Duration,
+    /// Worked out once: every call checks its grants against them.
+    capabilities: Vec<Capability>,
     pub(crate) pre: InstancePre<CallState>,
     pub(crate) manifest: manifest_exports::GuestIndices,
     pub(crate) widget: Option<widget_exports::GuestIndices>,
@@ -153,9 +155,19 @@ impl Extension {
                 )));
             }
         };
+        let mut capabilities: Vec<Capability> = imports
+            .iter()
+            .filter_map(|i| match i.kind {
+                ImportKind::Capability { capability } => Some(capability),
+                _ => None,
+            })
+            .collect();
+        capabilities.sort();
+        capabilities.dedup();
         Ok(Extension {
             hash,
             world,
+            capabilities,
             imports,
             exports,
             code,
@@ -168,19 +180,14 @@ impl Extension {
         })
     }
 
-    /// The capabilities the component imports.
-    pub fn capabilities(&self) -> Vec<Capability> {
-        let mut found: Vec<Capability> = self
-            .imports
-            .iter()
-            .filter_map(|i| match i.kind {
-                ImportKind::Capability { capability } => Some(capability),
-                _ => None,
-            })
-            .collect();
-        found.sort();
-        found.dedup();
-        found
+    /// The compiled component.
+    pub fn component(&self) -> &Component {
+        self.pre.component()
+    }
+
+    /// The capabilities the component imports, sorted, each once.
+    pub fn capabilities(&self) -> &[Capability] {
+        &self.capabilities
     }
 
     /// What an upgrade from `previous` to this version asks for beyond what `previous`
@@ -188,8 +195,9 @@ impl Extension {
     pub fn capabilities_added_since(&self, previous: &Extension) -> Vec<Capability> {
         let before = previous.capabilities();
         self.capabilities()
-            .into_iter()
+            .iter()
             .filter(|c| !before.contains(c))
+            .copied()
             .collect()
     }
 
