@@ -51,14 +51,48 @@ fn compiled_code_is_reused_and_tampering_is_caught() {
         "and the fresh one is trusted"
     );
 
-    // An artifact replaced by a new file (rename over it) is another file: recompiled.
+    // An artifact replaced by another file (rename over it) with other bytes: recompiled.
     let replacement = dir.path().join("compiled/replacement");
-    std::fs::copy(&artifact, &replacement).unwrap();
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    bytes[middle] ^= 0xff;
+    std::fs::write(&replacement, &bytes).unwrap();
     std::fs::rename(&replacement, &artifact).unwrap();
     assert_eq!(
         sandbox_on(dir.path()).load(&hello).unwrap().code,
         CodeSource::Compiled,
         "a replaced artifact is recompiled"
+    );
+
+    // The same bytes in another file (a restore, a copy to another volume) or the same
+    // file with its metadata changed (a chown, a chmod): its bytes are checked, it is
+    // used, and it is tagged again, so the next load checks only the file.
+    let tag = |artifact: &std::path::Path| artifact.with_extension("cwasm.tag");
+    let before = std::fs::read(tag(&artifact)).unwrap();
+    std::fs::copy(&artifact, &replacement).unwrap();
+    std::fs::rename(&replacement, &artifact).unwrap();
+    assert_eq!(
+        sandbox_on(dir.path()).load(&hello).unwrap().code,
+        CodeSource::Cached,
+        "a restored artifact is used"
+    );
+    let restored = std::fs::read(tag(&artifact)).unwrap();
+    assert_ne!(
+        before[..32],
+        restored[..32],
+        "tagged again for its new file"
+    );
+    assert_eq!(before[32..], restored[32..], "the same bytes");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&artifact, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(
+        sandbox_on(dir.path()).load(&hello).unwrap().code,
+        CodeSource::Cached,
+        "a chmod-ed artifact is used"
+    );
+    assert_ne!(
+        restored[..32],
+        std::fs::read(tag(&artifact)).unwrap()[..32],
+        "tagged again after the chmod"
     );
 
     // An artifact planted by someone else (not tagged with this cache's key) is ignored,
@@ -67,7 +101,6 @@ fn compiled_code_is_reused_and_tampering_is_caught() {
     sandbox_on(other.path()).load(&hello).unwrap();
     let [foreign] = artifacts(other.path()).try_into().unwrap();
     std::fs::copy(&foreign, &artifact).unwrap();
-    let tag = |artifact: &std::path::Path| artifact.with_extension("cwasm.tag");
     std::fs::copy(tag(&foreign), tag(&artifact)).unwrap();
     assert_eq!(
         sandbox_on(dir.path()).load(&hello).unwrap().code,

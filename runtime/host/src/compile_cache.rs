@@ -1,15 +1,16 @@
 //! Compiled code cached on disk, keyed by the component's hash and the engine's
 //! fingerprint. Only artifacts this cache wrote are ever deserialized: beside every
-//! artifact lies a tag, an HMAC under a key kept beside the artifacts over the artifact's
-//! name and the identity of the file it wrote (device, inode, size, modification and
-//! change times). A file replaced, truncated, edited or copied in since it was tagged
-//! fails the check and is recompiled.
+//! artifact lies a tag of two HMACs under a key kept beside the artifacts, both over the
+//! artifact's name, one over the identity of the file as written (device, inode, size,
+//! modification and change times), one over its bytes.
 //!
-//! The tag binds the file rather than its bytes so that a cached load does not read the
-//! artifact: it is mapped (`Component::deserialize_file`), its code and its memory images
-//! paged in from the page cache as they are used. Hashing a 40 MB artifact would take
-//! longer than the whole load (docs/BENCHMARKS.md). What this gives up is said in
-//! docs/security.md.
+//! A load checks the identity and maps the file (`Component::deserialize_file`): the
+//! artifact is not read, its code and memory images are paged in as they are used.
+//! Hashing a 40 MB artifact would take longer than the whole load (docs/BENCHMARKS.md).
+//! A file whose identity changed since it was tagged (a `chown`, a restore, a copy to
+//! another volume, or tampering) is read and its bytes checked once, then loaded from
+//! what was checked and tagged again; one whose bytes do not match either is
+//! recompiled. What the identity check gives up is said in docs/security.md.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
@@ -28,6 +29,9 @@ use crate::error::{ErrorCode, PlinthError};
 type HmacSha256 = Hmac<Sha256>;
 
 const KEY_FILE: &str = "artifact.key";
+
+/// Bytes of one HMAC-SHA256; a tag holds two.
+const MAC_BYTES: usize = 32;
 
 /// How a component's code was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -74,14 +78,11 @@ impl CompileCache {
         format!("{hash}-{}.cwasm", engine_fingerprint(engine))
     }
 
-    /// The tag of the artifact file `name` whose metadata is `file`. The name is in the
-    /// MAC too: a valid artifact moved under another component's name does not verify.
-    fn tag(&self, name: &str, file: &std::fs::Metadata) -> HmacSha256 {
+    /// The MAC of the artifact file `name` whose metadata is `file`. The name is in
+    /// both MACs: a valid artifact moved under another component's name does not verify.
+    fn identity_mac(&self, name: &str, file: &std::fs::Metadata) -> HmacSha256 {
         use std::os::unix::fs::MetadataExt;
-        let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length works");
-        mac.update(b"plinth-artifact-2\0");
-        mac.update(name.as_bytes());
-        mac.update(&[0]);
+        let mut mac = self.mac(b"plinth-artifact-identity-2", name);
         for field in [
             file.dev(),
             file.ino(),
@@ -96,35 +97,79 @@ impl CompileCache {
         mac
     }
 
+    /// The MAC of the artifact `name`'s bytes.
+    fn content_mac(&self, name: &str, artifact: &[u8]) -> HmacSha256 {
+        let mut mac = self.mac(b"plinth-artifact-content-2", name);
+        mac.update(artifact);
+        mac
+    }
+
+    fn mac(&self, purpose: &[u8], name: &str) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(&self.key).expect("any key length works");
+        mac.update(purpose);
+        mac.update(&[0]);
+        mac.update(name.as_bytes());
+        mac.update(&[0]);
+        mac
+    }
+
     /// The component's cached code, when a valid artifact is there. Nothing is read but
-    /// the tag and the file's metadata; the artifact is mapped.
+    /// the tag and the file's metadata when the file is the one tagged; it is mapped.
     pub fn load(&self, engine: &Engine, hash: &str) -> Option<Component> {
         let name = Self::artifact_name(engine, hash);
         let file = self.dir.open(&name).ok()?.into_std();
-        let verified = self
-            .dir
-            .read(format!("{name}.tag"))
-            .ok()
-            .zip(file.metadata().ok())
-            .is_some_and(|(tag, metadata)| self.tag(&name, &metadata).verify_slice(&tag).is_ok());
-        if verified {
+        let discard = |why: &str| {
+            tracing::warn!(artifact = %name, why, "discarding a compiled artifact that failed its check");
+            None
+        };
+        let (Ok(metadata), Ok(tag)) = (file.metadata(), self.dir.read(format!("{name}.tag")))
+        else {
+            return discard("no tag");
+        };
+        if tag.len() != 2 * MAC_BYTES {
+            return discard("a tag of another format");
+        }
+        let (identity, content) = tag.split_at(MAC_BYTES);
+        let loaded = if self
+            .identity_mac(&name, &metadata)
+            .verify_slice(identity)
+            .is_ok()
+        {
             // SAFETY: the file is the one this cache wrote from `Component::serialize`
-            // for an engine with the same fingerprint (its tag matches under our key),
-            // unchanged since; wasmtime checks the engine compatibility again. It is
-            // mapped through the descriptor just checked, so a file swapped in under the
-            // name since is not the one mapped. Artifacts are only ever replaced by
-            // rename, never written in place, so the mapping stays what was checked.
-            match unsafe { deserialize_open(engine, &file) } {
-                Ok(component) => return Some(component),
-                Err(error) => {
-                    let error = format!("{error:#}");
-                    tracing::warn!(artifact = %name, %error, "a cached artifact did not load");
-                    return None;
-                }
+            // for an engine with the same fingerprint (its identity's MAC matches under
+            // our key), unchanged since; wasmtime checks the engine compatibility again.
+            // It is mapped through the descriptor just checked, so a file swapped in
+            // under the name since is not the one mapped. Artifacts are only ever
+            // replaced by rename, never written in place, so the mapping stays what was
+            // checked.
+            unsafe { deserialize_open(engine, &file) }
+        } else {
+            // Another file, or this one with its metadata changed: its bytes decide.
+            let mut bytes = Vec::with_capacity(metadata.len() as usize);
+            if std::io::Read::read_to_end(&mut &file, &mut bytes).is_err()
+                || self
+                    .content_mac(&name, &bytes)
+                    .verify_slice(content)
+                    .is_err()
+            {
+                return discard("neither the file nor its bytes are the ones tagged");
+            }
+            if let Err(error) = self.write_tag(&name, &metadata, content) {
+                tracing::warn!(artifact = %name, %error, "could not tag a checked artifact again");
+            }
+            // SAFETY: the bytes are the ones this cache serialized (their MAC matches
+            // under our key), for an engine with the same fingerprint; they are loaded
+            // from the copy that was checked.
+            unsafe { Component::deserialize(engine, &bytes) }
+        };
+        match loaded {
+            Ok(component) => Some(component),
+            Err(error) => {
+                let error = format!("{error:#}");
+                tracing::warn!(artifact = %name, %error, "a cached artifact did not load");
+                None
             }
         }
-        tracing::warn!(artifact = %name, "discarding a compiled artifact that failed its check");
-        None
     }
 
     /// The component's code: from the cache when a valid artifact is there, otherwise
@@ -158,31 +203,64 @@ impl CompileCache {
     /// file it wrote (its metadata read through the descriptor it wrote with, after the
     /// rename, which changes the change time).
     fn store(&self, name: &str, component: &Component) -> wasmtime::Result<()> {
-        static WRITES: AtomicU64 = AtomicU64::new(0);
-        let temporary = |suffix: &str| {
-            format!(
-                "{name}{suffix}.{}.{}.tmp",
-                std::process::id(),
-                WRITES.fetch_add(1, Ordering::Relaxed)
-            )
-        };
         let artifact = component.serialize()?;
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let written = temporary("");
-        let mut file = self.dir.open_with(&written, &options)?;
-        file.write_all(&artifact)?;
-        file.sync_data()?;
-        // Rename is atomic: a reader sees the whole artifact or none.
-        self.dir.rename(&written, &self.dir, name)?;
-        let tag = self.tag(name, &file.into_std().metadata()?).finalize();
-        let tag_file = temporary(".tag");
-        self.dir.write(&tag_file, tag.into_bytes())?;
-        self.dir
-            .rename(&tag_file, &self.dir, format!("{name}.tag"))?;
-        Ok(())
+        let content = self.content_mac(name, &artifact).finalize().into_bytes();
+        let written = temporary(name);
+        let stored = (|| -> std::io::Result<()> {
+            let mut file = self.dir.open_with(&written, &private_new_file())?;
+            file.write_all(&artifact)?;
+            file.sync_data()?;
+            // Rename is atomic: a reader sees the whole artifact or none.
+            self.dir.rename(&written, &self.dir, name)?;
+            self.write_tag(name, &file.into_std().metadata()?, &content)
+        })();
+        if stored.is_err() {
+            // A full disk must not keep a partial artifact either.
+            let _ = self.dir.remove_file(&written);
+        }
+        Ok(stored?)
     }
+
+    /// Tags the artifact `name` whose file has `metadata` and whose bytes' MAC is
+    /// `content`.
+    fn write_tag(
+        &self,
+        name: &str,
+        metadata: &std::fs::Metadata,
+        content: &[u8],
+    ) -> std::io::Result<()> {
+        let identity = self.identity_mac(name, metadata).finalize().into_bytes();
+        let tag_name = format!("{name}.tag");
+        let written = temporary(&tag_name);
+        let stored = (|| -> std::io::Result<()> {
+            let mut file = self.dir.open_with(&written, &private_new_file())?;
+            file.write_all(&identity)?;
+            file.write_all(content)?;
+            self.dir.rename(&written, &self.dir, &tag_name)
+        })();
+        if stored.is_err() {
+            let _ = self.dir.remove_file(&written);
+        }
+        stored
+    }
+}
+
+/// A temporary name beside `name`, unique to this process and write.
+fn temporary(name: &str) -> String {
+    static WRITES: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{name}.{}.{}.tmp",
+        std::process::id(),
+        WRITES.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options for a file that must not exist yet, readable by this user only.
+fn private_new_file() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    cap_std::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// Maps an artifact from an open file. wasmtime maps files by path; on Linux the

@@ -154,8 +154,8 @@ impl Components {
         if let Some(found) = self.sandbox.loaded(hash) {
             return Ok(found);
         }
-        // Compiled before (on this node or another sharing the cache): the artifact is
-        // mapped, the stored bytes are not read. A few milliseconds even for an 18 MB
+        // Compiled before on this node (before a restart too): the artifact is mapped,
+        // the stored bytes are not read. A few milliseconds even for an 18 MB
         // component, so not under the compile slots.
         let sandbox = self.sandbox.clone();
         let wanted = hash.to_owned();
