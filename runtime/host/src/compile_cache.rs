@@ -113,7 +113,8 @@ impl CompileCache {
         mac
     }
 
-    /// The component's cached code, when a valid artifact is there. Nothing is read but
+    /// The component's cached code, when a valid artifact is there (`None`, silently,
+    /// when there is none). Nothing is read but
     /// the tag and the file's metadata when the file is the one tagged; it is mapped.
     pub fn load(&self, engine: &Engine, hash: &str) -> Option<Component> {
         let name = Self::artifact_name(engine, hash);
@@ -180,9 +181,7 @@ impl CompileCache {
         hash: &str,
         bytes: &[u8],
     ) -> Result<(Component, CodeSource), PlinthError> {
-        if self.has(engine, hash)
-            && let Some(component) = self.load(engine, hash)
-        {
+        if let Some(component) = self.load(engine, hash) {
             return Ok((component, CodeSource::Cached));
         }
         let component = compile(engine, bytes)?;
@@ -192,11 +191,6 @@ impl CompileCache {
             tracing::warn!(artifact = %name, error = %e, "could not store compiled code");
         }
         Ok((component, CodeSource::Compiled))
-    }
-
-    /// Whether an artifact (checked or not) is stored for the component.
-    fn has(&self, engine: &Engine, hash: &str) -> bool {
-        self.dir.exists(Self::artifact_name(engine, hash))
     }
 
     /// Writes the artifact under a temporary name, renames it into place, then tags the

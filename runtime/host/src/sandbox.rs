@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use wasmtime::component::Linker;
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -125,6 +125,17 @@ impl Sandbox {
             Some(cache) => cache.load_or_compile(&self.engine, &hash, bytes)?,
             None => (compile(&self.engine, bytes)?, CodeSource::Compiled),
         };
+        self.prepare(component, hash, code, started)
+    }
+
+    /// Checks and pre-instantiates a compiled component, and keeps it as loaded.
+    fn prepare(
+        &self,
+        component: Component,
+        hash: String,
+        code: CodeSource,
+        started: Instant,
+    ) -> Result<Arc<Extension>, PlinthError> {
         let extension = Arc::new(Extension::prepare(
             &self.engine,
             &self.linker,
@@ -153,19 +164,8 @@ impl Sandbox {
         else {
             return Ok(None);
         };
-        let extension = Arc::new(Extension::prepare(
-            &self.engine,
-            &self.linker,
-            component,
-            hash.to_owned(),
-            CodeSource::Cached,
-            started,
-        )?);
-        self.loaded
-            .lock()
-            .recover()
-            .insert(hash.to_owned(), extension.clone());
-        Ok(Some(extension))
+        self.prepare(component, hash.to_owned(), CodeSource::Cached, started)
+            .map(Some)
     }
 
     /// Forgets a loaded component; the next load reads the compile cache again.
