@@ -262,6 +262,9 @@ try {
   //     enabling brings the views back.
   step("a disabled widget's tile shows its error, and Retry after enabling recovers");
   const helloTile = tile(page, "Hello");
+  // The socket may have reconnected after the steps before; its resync refetches every
+  // tile, which would race the Refresh and the Retry below. Start once it is live.
+  await page.locator(".live-state.live").waitFor({ timeout: SLOW });
   const disabled = await apiCall("POST", "/tenants/demo/installations/hello-metric/disable", tokens.admin);
   check(disabled.status === 200, "disabled: " + JSON.stringify(disabled));
   await helloTile.getByRole("button", { name: "Refresh Hello Metric" }).click();
