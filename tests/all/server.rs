@@ -1339,6 +1339,26 @@ async fn ticks_never_overlap_are_coalesced_and_tenants_are_kept_fair() {
     server.stop().await;
 }
 
+/// A node on `dir` with hello-metric uploaded and installed as `hello` for `tenant`, and
+/// an operator token.
+async fn hello_installed(dir: &std::path::Path, tenant: &str) -> (RunningServer, String) {
+    let node = plinth_server::start(test_config(dir)).await.unwrap();
+    let operator = plinth_server::operator_token(&node.app).await.unwrap();
+    let app = &node.app;
+    app.tenants.create(tenant, tenant).await.unwrap();
+    let uploaded = app
+        .components
+        .upload(tenant, guest("extensions/hello-metric"))
+        .await
+        .unwrap();
+    let request = serde_json::from_value(json!({
+        "id": "hello", "component": uploaded.component.hash, "grants": "log",
+    }))
+    .unwrap();
+    app.installer.install(tenant, request, true).await.unwrap();
+    (node, operator)
+}
+
 /// A node that has not loaded a version compiles it on its first call under the same
 /// compile timeout as an upload: a node restarted without its compiled code, and given
 /// no time to compile, answers `COMPILE_TIMEOUT` rather than compiling unbounded on the
@@ -1346,21 +1366,7 @@ async fn ticks_never_overlap_are_coalesced_and_tenants_are_kept_fair() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_cold_node_compiles_under_the_compile_timeout() {
     let dir = tempfile::tempdir().unwrap();
-    let first = plinth_server::start(test_config(dir.path())).await.unwrap();
-    let operator = plinth_server::operator_token(&first.app).await.unwrap();
-    let app = first.app.clone();
-    app.tenants.create("cold", "cold").await.unwrap();
-    let uploaded = app
-        .components
-        .upload("cold", guest("extensions/hello-metric"))
-        .await
-        .unwrap();
-    let request = serde_json::from_value(json!({
-        "id": "hello", "component": uploaded.component.hash, "grants": "log",
-    }))
-    .unwrap();
-    app.installer.install("cold", request, true).await.unwrap();
-    drop(app);
+    let (first, operator) = hello_installed(dir.path(), "cold").await;
     first.stop().await.unwrap();
     std::fs::remove_dir_all(dir.path().join("compiled")).unwrap();
 
@@ -1398,6 +1404,66 @@ async fn a_cold_node_compiles_under_the_compile_timeout() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["receipt"]["outcome"], "OK", "{body}");
     patient.stop().await.unwrap();
+}
+
+/// A restarted node serves an installed version from the code it compiled before the
+/// restart: its first render maps the artifact, nothing is compiled, and
+/// `plinth_component_loads_total` tells the operator so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_node_renders_from_its_compiled_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let get = |server: &RunningServer, path: &str, token: &str| {
+        let url = format!("{}{path}", server.url());
+        let token = token.to_owned();
+        async move {
+            let response = reqwest::Client::new()
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    let loads = |metrics: &str| {
+        let count = |code: &str| {
+            let prefix = format!("plinth_component_loads_total{{code=\"{code}\"}} ");
+            metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+                .parse::<u64>()
+                .unwrap()
+        };
+        (count("compiled"), count("cached"))
+    };
+    let data = "/api/v1/tenants/warm/installations/hello/data";
+
+    let (first, operator) = hello_installed(dir.path(), "warm").await;
+    let (status, body) = get(&first, data, &operator).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = get(&first, "/metrics", &operator).await;
+    assert_eq!(loads(&metrics), (1, 0), "the upload compiles once");
+    first.stop().await.unwrap();
+
+    let restarted = plinth_server::start(test_config(dir.path())).await.unwrap();
+    let (_, metrics) = get(&restarted, "/metrics", &operator).await;
+    assert_eq!(
+        loads(&metrics),
+        (0, 0),
+        "nothing is loaded before it is used"
+    );
+    let (status, body) = get(&restarted, data, &operator).await;
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["receipt"]["outcome"], "OK", "{body}");
+    let (_, metrics) = get(&restarted, "/metrics", &operator).await;
+    assert_eq!(
+        loads(&metrics),
+        (0, 1),
+        "the first render maps the compiled code"
+    );
+    restarted.stop().await.unwrap();
 }
 
 /// A stopping server closes its WebSockets with 1001 (going away) after an `UNAVAILABLE`

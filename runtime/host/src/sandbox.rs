@@ -10,6 +10,7 @@ mod failure;
 mod run;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,8 +59,37 @@ pub struct Sandbox {
     backends: Backends,
     config: SandboxConfig,
     loaded: Mutex<HashMap<String, Arc<Extension>>>,
+    loads: Arc<LoadCounts>,
     quotas: TenantQuotas,
     _ticker: Option<EpochTicker>,
+}
+
+/// Component versions this sandbox has loaded, by where their code came from: how an
+/// operator sees that a restarted node reused its compiled code.
+#[derive(Debug, Default)]
+pub struct LoadCounts {
+    compiled: AtomicU64,
+    cached: AtomicU64,
+}
+
+impl LoadCounts {
+    /// Versions compiled by this sandbox (at upload, or at a first use with no artifact).
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Versions whose compiled code came from the compile cache.
+    pub fn cached(&self) -> u64 {
+        self.cached.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, code: CodeSource) {
+        let counter = match code {
+            CodeSource::Compiled => &self.compiled,
+            CodeSource::Cached => &self.cached,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Sandbox {
@@ -85,6 +115,7 @@ impl Sandbox {
             quotas: TenantQuotas::new(config.tenant_quota.clone()),
             config,
             loaded: Mutex::default(),
+            loads: Arc::default(),
             _ticker: ticker,
         })
     }
@@ -104,6 +135,11 @@ impl Sandbox {
     /// The per-tenant quotas and their live usage.
     pub fn tenant_quotas(&self) -> &TenantQuotas {
         &self.quotas
+    }
+
+    /// How many component versions were compiled and how many came from the cache.
+    pub fn load_counts(&self) -> Arc<LoadCounts> {
+        self.loads.clone()
     }
 
     /// A component loaded before, by its hash; nothing is compiled or read.
@@ -136,6 +172,8 @@ impl Sandbox {
         code: CodeSource,
         started: Instant,
     ) -> Result<Arc<Extension>, PlinthError> {
+        // Counted whether or not the component then passes the contract's checks.
+        self.loads.count(code);
         let extension = Arc::new(Extension::prepare(
             &self.engine,
             &self.linker,

@@ -115,6 +115,7 @@ impl App {
             config.node_id.clone()
         };
         let metrics = Arc::new(Metrics::default());
+        metrics.watch_component_loads(sandbox.load_counts());
         let components = Arc::new(Components::new(
             sandbox.clone(),
             registry.clone(),

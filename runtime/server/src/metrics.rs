@@ -5,9 +5,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use plinth_host::{Receipt, UsageOutcome};
+use plinth_host::{LoadCounts, Receipt, UsageOutcome};
 use prometheus_client::encoding::{
     EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
     prometheus_text,
@@ -171,6 +171,32 @@ impl EncodeMetric for Calls {
     }
 }
 
+#[derive(EncodeLabelSet)]
+struct LoadLabels {
+    code: &'static str,
+}
+
+/// `plinth_component_loads_total`: the sandbox's own counts, read at scrape time.
+#[derive(Debug, Clone, Default)]
+struct ComponentLoads(Arc<OnceLock<Arc<LoadCounts>>>);
+
+impl EncodeMetric for ComponentLoads {
+    fn encode(&self, mut encoder: MetricEncoder) -> std::fmt::Result {
+        let (compiled, cached) = self
+            .0
+            .get()
+            .map_or((0, 0), |counts| (counts.compiled(), counts.cached()));
+        for (code, n) in [("cached", cached), ("compiled", compiled)] {
+            ConstCounter::new(n).encode(encoder.encode_family(&LoadLabels { code })?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        MetricType::Counter
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ErrorLabels {
     code: &'static str,
@@ -276,6 +302,7 @@ pub struct Metrics {
     pub ticks_coalesced: Count,
     pub ticks_claimed_elsewhere: Count,
     pub compiles_running: Gauge,
+    component_loads: ComponentLoads,
     pub installations_parked: Count,
     events: EventSeries,
     handled: Histogram,
@@ -311,6 +338,7 @@ impl Default for Metrics {
             ticks_coalesced: Count::default(),
             ticks_claimed_elsewhere: Count::default(),
             compiles_running: Gauge::default(),
+            component_loads: ComponentLoads::default(),
             installations_parked: Count::default(),
             events: EventSeries::default(),
             handled: Histogram::new(HANDLED_BUCKETS.iter().copied()),
@@ -414,6 +442,12 @@ impl Default for Metrics {
         );
         register(
             r,
+            "plinth_component_loads_total",
+            "Component versions loaded on this node, by where their code came from: compiled, or mapped from the compile cache.",
+            m.component_loads.clone(),
+        );
+        register(
+            r,
             "plinth_installations_parked_total",
             "Installations the circuit breaker parked.",
             m.installations_parked.clone(),
@@ -472,6 +506,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Exports the sandbox's counts of compiled and cached component loads.
+    pub fn watch_component_loads(&self, counts: Arc<LoadCounts>) {
+        let _ = self.component_loads.0.set(counts);
+    }
+
     pub fn events_accepted(&self, tenant: &str, accepted: u64, duplicates: u64) {
         let labels = TenantLabels {
             tenant: tenant.to_owned(),
@@ -733,6 +772,11 @@ mod tests {
                 "Uploads being compiled.",
             ),
             (
+                "plinth_component_loads_total",
+                "counter",
+                "Component versions loaded on this node, by where their code came from: compiled, or mapped from the compile cache.",
+            ),
+            (
                 "plinth_installations_parked_total",
                 "counter",
                 "Installations the circuit breaker parked.",
@@ -759,6 +803,7 @@ mod tests {
             "plinth_ws_connections 1\n",
             "plinth_ws_slow_consumers_total 1\n",
             "plinth_ticks_coalesced_total 0\n",
+            "plinth_component_loads_total{code=\"compiled\"} 0\n",
             "plinth_uptime_seconds 1.5\n",
         ] {
             assert!(text.contains(line), "{line}missing from\n{text}");
