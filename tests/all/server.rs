@@ -921,6 +921,46 @@ async fn the_circuit_breaker_parks_a_trapping_installation() {
     server.stop().await;
 }
 
+/// A guest's error message as long as its output cap allows reaches its caller whole, but
+/// an installation's recent errors keep only its first KiB: a hundred of them per
+/// installation must not make the node hold what the guest may not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn recent_errors_keep_a_bounded_message() {
+    let server = TestServer::start(|_| {}).await;
+    let (tenant, _) = unique_tenants();
+    let (admin, viewer) = server.tenant(&tenant).await;
+    let (status, uploaded) = server
+        .upload(&tenant, &admin, guest("tests/guests/hostile"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "long", "component": uploaded["hash"], "config": {"attack": "long-error"},
+                   "grants": "cache,db:write,broadcast,log"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = server.get(&format!("{path}/long/data"), &viewer).await;
+    assert_eq!(body["code"], "GUEST_ERROR", "{status} {body}");
+    let answered = body["message"].as_str().unwrap();
+    assert!(answered.len() > 256 << 10, "{} bytes", answered.len());
+    let (_, logs) = server.get(&format!("{path}/long/logs"), &viewer).await;
+    let kept = logs["errors"][0]["message"].as_str().unwrap();
+    assert_eq!(logs["errors"][0]["code"], "GUEST_ERROR", "{logs}");
+    assert!(kept.len() < 1100, "{} bytes kept", kept.len());
+    assert!(kept.starts_with(&answered[..1000]), "{kept}");
+    assert!(
+        kept.ends_with(&format!("… ({} bytes more)", answered.len() - 1024)),
+        "{}",
+        &kept[1000..]
+    );
+    server.stop().await;
+}
+
 pub(crate) fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
     let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();

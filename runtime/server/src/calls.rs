@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use plinth_host::lock::Recover;
 use plinth_host::{
-    ActionResponse, Backends, Call, CallReport, ErrorCode, Extension, Invocation, Outcome,
-    PlinthError, Receipt, Rendered, Sandbox, Scope,
+    ActionResponse, Backends, Call, CallReport, Capability, ErrorCode, Extension, Invocation,
+    Outcome, PlinthError, Receipt, Rendered, Sandbox, Scope, UsageOutcome,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -22,6 +22,11 @@ use crate::registry::{Installation, Registry, now_ms};
 
 /// Receipts and errors kept per installation for the API.
 const RECENT: usize = 100;
+
+/// Bytes of an error's message kept in an installation's recent errors: a guest's own
+/// message can be as long as its output cap, and a hundred of them per installation
+/// would make the host keep what the guest is not allowed to.
+const KEPT_MESSAGE_BYTES: usize = 1024;
 
 type Key = (String, String);
 
@@ -52,6 +57,91 @@ impl std::ops::Deref for KeptReceipt {
     }
 }
 
+/// A receipt as an installation's ring keeps it: without the tenant and installation
+/// (the ring's key says them), the component's hash as bytes, host calls by capability
+/// in place. About 120 bytes, against some 350 for a [`KeptReceipt`] with its strings:
+/// a node keeps up to [`RECENT`] of them for every installation it has run.
+#[derive(Debug, Clone)]
+struct Kept {
+    at_ms: i64,
+    component: [u8; 32],
+    call: &'static str,
+    outcome: UsageOutcome,
+    fuel_used: Option<u64>,
+    peak_memory_bytes: u64,
+    wall_time_us: u64,
+    host_calls: [u32; Capability::ALL.len()],
+    output_bytes: u32,
+    logs_dropped: u32,
+}
+
+impl Kept {
+    fn new(at_ms: i64, receipt: &Receipt) -> Self {
+        let mut component = [0u8; 32];
+        // Hashes are hex SHA-256; anything else is kept as zeros rather than dropped.
+        let _ = hex::decode_to_slice(&receipt.component, &mut component);
+        let mut host_calls = [0u32; Capability::ALL.len()];
+        for (capability, count) in &receipt.host_calls {
+            if let Some(i) = Capability::ALL.iter().position(|c| c == capability) {
+                host_calls[i] = saturate(*count);
+            }
+        }
+        Kept {
+            at_ms,
+            component,
+            call: receipt.call,
+            outcome: receipt.outcome,
+            fuel_used: receipt.fuel_used,
+            peak_memory_bytes: receipt.peak_memory_bytes,
+            wall_time_us: receipt.wall_time_us,
+            host_calls,
+            output_bytes: saturate(receipt.output_bytes as u64),
+            logs_dropped: saturate(receipt.logs_dropped),
+        }
+    }
+
+    fn receipt(&self, tenant: &str, installation: &str) -> KeptReceipt {
+        KeptReceipt {
+            at_ms: self.at_ms,
+            receipt: Receipt {
+                tenant: tenant.to_owned(),
+                installation: installation.to_owned(),
+                component: hex::encode(self.component),
+                call: self.call,
+                outcome: self.outcome,
+                fuel_used: self.fuel_used,
+                peak_memory_bytes: self.peak_memory_bytes,
+                wall_time_us: self.wall_time_us,
+                host_calls: Capability::ALL
+                    .iter()
+                    .zip(self.host_calls)
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(c, n)| (*c, u64::from(n)))
+                    .collect(),
+                output_bytes: self.output_bytes as usize,
+                logs_dropped: u64::from(self.logs_dropped),
+            },
+        }
+    }
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// At most [`KEPT_MESSAGE_BYTES`] of `message`, cut at a character boundary, saying how
+/// much was left out.
+fn kept_message(message: &str) -> String {
+    if message.len() <= KEPT_MESSAGE_BYTES {
+        return message.to_owned();
+    }
+    let mut end = KEPT_MESSAGE_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes more)", &message[..end], message.len() - end)
+}
+
 pub struct Calls {
     sandbox: Arc<Sandbox>,
     components: Arc<Components>,
@@ -60,7 +150,7 @@ pub struct Calls {
     metrics: Arc<Metrics>,
     /// Guest faults in a row that park an installation.
     breaker_failures: u32,
-    receipts: Mutex<HashMap<Key, VecDeque<KeptReceipt>>>,
+    receipts: Mutex<HashMap<Key, VecDeque<Kept>>>,
     errors: Mutex<HashMap<Key, VecDeque<ErrorRecord>>>,
     failures: Mutex<HashMap<Key, u32>>,
     /// `name@version` per component hash, as metrics label calls.
@@ -180,14 +270,7 @@ impl Calls {
         self.metrics
             .record_call(receipt, &self.metrics_label(&extension));
         let key = (installation.tenant.clone(), installation.id.clone());
-        push_recent(
-            &self.receipts,
-            key.clone(),
-            KeptReceipt {
-                at_ms: now_ms(),
-                receipt: receipt.clone(),
-            },
-        );
+        push_recent(&self.receipts, key.clone(), Kept::new(now_ms(), receipt));
         match &report.outcome {
             Ok(_) => {
                 self.failures.lock().recover().remove(&key);
@@ -201,7 +284,7 @@ impl Calls {
                         at_ms: now_ms(),
                         call: receipt.call,
                         code: error.code,
-                        message: error.message.clone(),
+                        message: kept_message(&error.message),
                     },
                 );
                 if error.code.is_guest_fault() {
@@ -290,6 +373,9 @@ impl Calls {
 
     pub fn recent_receipts(&self, tenant: &str, id: &str) -> Vec<KeptReceipt> {
         recent(&self.receipts, tenant, id)
+            .iter()
+            .map(|kept| kept.receipt(tenant, id))
+            .collect()
     }
 
     pub fn recent_errors(&self, tenant: &str, id: &str) -> Vec<ErrorRecord> {
@@ -302,6 +388,9 @@ fn push_recent<T>(map: &Mutex<HashMap<Key, VecDeque<T>>>, key: Key, item: T) {
     let ring = map.entry(key).or_default();
     if ring.len() == RECENT {
         ring.pop_front();
+    } else if ring.len() == ring.capacity() {
+        // Grown by doubling up to exactly RECENT (not to the next power of two).
+        ring.reserve_exact(ring.len().max(4).min(RECENT - ring.len()));
     }
     ring.push_back(item);
 }
@@ -312,4 +401,65 @@ fn recent<T: Clone>(map: &Mutex<HashMap<Key, VecDeque<T>>>, tenant: &str, id: &s
         .get(&(tenant.to_owned(), id.to_owned()))
         .map(|ring| ring.iter().cloned().collect())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_receipt_reads_back_as_the_receipt_it_was() {
+        let receipt = Receipt {
+            tenant: "acme".into(),
+            installation: "sales".into(),
+            component: plinth_host::component_hash(b"some component"),
+            call: "render",
+            outcome: UsageOutcome::Error(ErrorCode::FuelExhausted),
+            fuel_used: Some(u64::MAX - 1),
+            peak_memory_bytes: 3 << 20,
+            wall_time_us: 1234,
+            host_calls: [(Capability::Db, 7), (Capability::Log, 2)].into(),
+            output_bytes: 4096,
+            logs_dropped: 5,
+        };
+        let kept = Kept::new(1_700_000_000_000, &receipt).receipt("acme", "sales");
+        assert_eq!(kept.at_ms, 1_700_000_000_000);
+        assert_eq!(
+            serde_json::to_value(&kept.receipt).unwrap(),
+            serde_json::to_value(&receipt).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_long_message_is_cut_at_a_character_boundary() {
+        assert_eq!(kept_message("short"), "short");
+        let long = "é".repeat(KEPT_MESSAGE_BYTES); // two bytes each
+        let kept = kept_message(&long);
+        let (head, tail) = kept.split_once('…').unwrap();
+        assert_eq!(head.len(), KEPT_MESSAGE_BYTES);
+        assert_eq!(tail, format!(" ({} bytes more)", KEPT_MESSAGE_BYTES));
+        // One byte over, with the cut inside a character: the character is left out whole.
+        let odd = format!("a{}", "é".repeat(KEPT_MESSAGE_BYTES / 2));
+        let kept = kept_message(&odd);
+        assert_eq!(
+            kept.split_once('…').unwrap().0.len(),
+            KEPT_MESSAGE_BYTES - 1
+        );
+        assert!(kept.ends_with("(2 bytes more)"), "{kept}");
+    }
+
+    #[test]
+    fn a_full_ring_holds_exactly_recent_items() {
+        let map = Mutex::default();
+        let key = ("t".to_owned(), "i".to_owned());
+        for n in 0..RECENT * 3 {
+            push_recent(&map, key.clone(), n);
+        }
+        let map = map.lock().unwrap();
+        let ring = &map[&key];
+        assert_eq!(ring.len(), RECENT);
+        assert_eq!(ring.capacity(), RECENT);
+        assert_eq!(ring.front(), Some(&(RECENT * 2)));
+        assert_eq!(ring.back(), Some(&(RECENT * 3 - 1)));
+    }
 }

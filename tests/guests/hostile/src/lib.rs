@@ -228,6 +228,8 @@ impl Widget for Hostile {
                 log::error("three");
                 Ok(vec![])
             }
+            // An error whose message is as long as the output cap lets through.
+            "long-error" => Err(Error::Internal("e".repeat(256 << 10))),
             "ok" => Ok(vec![MetricCard::new("fine", 1.0).into()]),
             other => Err(Error::invalid(format!("unknown attack {other:?}"))),
         }
