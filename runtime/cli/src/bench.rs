@@ -152,7 +152,8 @@ fn native_view4k() -> String {
     .to_string()
 }
 
-fn rss_bytes() -> u64 {
+/// Resident memory of this process (the second field of /proc/self/statm, in pages).
+pub(crate) fn rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/statm")
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())

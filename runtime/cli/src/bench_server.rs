@@ -2,6 +2,9 @@
 //!
 //! - `render`: wrk against the render endpoint and against a native axum handler that
 //!   produces the same JSON; requests per second, p50 and p99, and their ratio.
+//! - `installations`: many installations, each of a tenant's own version, idle on one
+//!   node (RSS before and after each has rendered); then the node restarted and the
+//!   first render of a thousand of them, which must map compiled code, not compile.
 //! - `ticks`: thousands of installations ticking every 5 s; CPU used and tick lateness.
 //! - `fanout`: one topic with thousands of WebSocket subscribers (in a child process,
 //!   so neither side runs out of file descriptors); messages delivered per second.
@@ -35,9 +38,15 @@ pub struct BenchServerArgs {
     /// wrk connections.
     #[arg(long, default_value_t = 16)]
     pub connections: u32,
-    /// Installations of the tick case.
+    /// Installations of the tick and installations cases.
     #[arg(long, default_value_t = 10_000)]
     pub installations: usize,
+    /// Installations rendered first after the restart in the installations case.
+    #[arg(long, default_value_t = 1_000)]
+    pub restarted: usize,
+    /// Component versions of the installations case (one per tenant).
+    #[arg(long, default_value_t = 100)]
+    pub versions: usize,
     /// WebSocket subscribers of the fan-out case.
     #[arg(long, default_value_t = 10_000)]
     pub subscribers: usize,
@@ -56,6 +65,9 @@ pub struct BenchServerArgs {
     /// Internal: run as the fan-out case's subscriber process against this ws:// URL.
     #[arg(long, hide = true)]
     pub subscribe_to: Option<String>,
+    /// Internal: run as the installations case's restarted node on this data directory.
+    #[arg(long, hide = true)]
+    pub restart_in: Option<PathBuf>,
 }
 
 impl BenchServerArgs {
@@ -280,6 +292,198 @@ async fn phases_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
         "installation_us": mean(spent[1]),
         "call_us": mean(spent[2]),
         "response_json_us": mean(spent[3]),
+    }))
+}
+
+/// Resident memory of this process, in MiB.
+fn rss_mib() -> f64 {
+    (crate::bench::rss_bytes() as f64 / f64::from(1 << 20) * 10.0).round() / 10.0
+}
+
+/// hello-metric made a version of its own: the same code with a custom section naming
+/// `tag`, so its hash (and its compiled artifact) differs from every other tag's.
+fn hello_version(bytes: &[u8], tag: &str) -> Vec<u8> {
+    fn leb128(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"plinth-bench-version";
+    let mut payload = Vec::new();
+    leb128(name.len(), &mut payload);
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(tag.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb128(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// Renders installation `id` of `tenant` as the data endpoint does (without HTTP) and
+/// returns how long it took.
+async fn render_once(app: &App, tenant: &str, id: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let installation = app.installations.get(tenant, id).await?;
+    let report = app.calls.render(&installation, Vec::new()).await?;
+    let rendered = report.outcome?;
+    std::hint::black_box(plinth_server::api::render_body(&rendered, &report.receipt));
+    Ok(started.elapsed())
+}
+
+fn percentile_us(sorted: &[Duration], q: f64) -> f64 {
+    let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted
+        .get(at)
+        .map_or(0.0, |d| (d.as_secs_f64() * 1e7).round() / 10.0)
+}
+
+/// Installations at scale on one node. `--versions` tenants each upload a version of
+/// their own and install it `--installations / --versions` times; RSS is read on the
+/// empty node, with everything installed, after one render of each, and after
+/// [`RECENT_RECEIPTS`] renders of each (every installation's receipt ring full). Then
+/// the node is stopped and started again on the same data directory, and the first
+/// render of `--restarted` installations (spread over every version) is timed: each
+/// version's first render must map the code compiled before the restart.
+async fn installations_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
+    const RECENT_RECEIPTS: usize = 100;
+    let versions = args.versions.max(1);
+    let per_tenant = args.installations.div_ceil(versions);
+    let installations = per_tenant * versions;
+    let tenant = |t: usize| format!("tenant-{t}");
+    let running = server(args, "installations", |c| c.scheduler.enabled = true).await?;
+    let app = running.app.clone();
+    let empty_mib = rss_mib();
+    let bytes = hello_bytes()?;
+    let started = Instant::now();
+    for t in 0..versions {
+        app.registry.create_tenant(&tenant(t), &tenant(t)).await?;
+        let hash = app
+            .components
+            .upload(&tenant(t), hello_version(&bytes, &tenant(t)))
+            .await?
+            .component
+            .hash;
+        for i in 0..per_tenant {
+            let request =
+                serde_json::from_value(json!({"id": format!("w-{i}"), "component": hash}))?;
+            app.installer.install(&tenant(t), request, true).await?;
+        }
+    }
+    let installed_in = started.elapsed();
+    let compiled_before_restart = app.sandbox.load_counts().compiled();
+    let installed_mib = rss_mib();
+    for i in 0..per_tenant {
+        for t in 0..versions {
+            render_once(&app, &tenant(t), &format!("w-{i}")).await?;
+        }
+    }
+    let rendered_once_mib = rss_mib();
+    let started = Instant::now();
+    for _ in 1..RECENT_RECEIPTS {
+        for i in 0..per_tenant {
+            for t in 0..versions {
+                render_once(&app, &tenant(t), &format!("w-{i}")).await?;
+            }
+        }
+    }
+    let ring_renders_per_second =
+        (installations * (RECENT_RECEIPTS - 1)) as f64 / started.elapsed().as_secs_f64();
+    let rings_full_mib = rss_mib();
+    drop(app);
+    running.stop().await?;
+
+    // The same data directory (registry, blobs, compiled code), a new node in a process
+    // of its own, so its memory is its own.
+    let output = Command::new(std::env::current_exe()?)
+        .arg("bench-server")
+        .arg("--restart-in")
+        .arg(args.data_dir.join("installations"))
+        .args(["--restarted", &args.restarted.to_string()])
+        .args(["--versions", &versions.to_string()])
+        .args(["--installations", &installations.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("starting the restarted node")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "the restarted node failed: {stdout}"
+    );
+    let restart: Value = serde_json::from_str(stdout.trim())
+        .with_context(|| format!("the restarted node's report: {stdout}"))?;
+    Ok(json!({
+        "installations": installations,
+        "versions": versions,
+        "installed_in_s": (installed_in.as_secs_f64() * 10.0).round() / 10.0,
+        "versions_compiled_before_restart": compiled_before_restart,
+        "rss_mib": {
+            "empty_node": empty_mib,
+            "installed": installed_mib,
+            "each_rendered_once": rendered_once_mib,
+            "each_rendered_100_times": rings_full_mib,
+        },
+        "renders_per_second_filling_rings": ring_renders_per_second.round(),
+        "restart": restart,
+        "note": "in-process renders (installation lookup, call, response body), no HTTP; RSS of the whole process, which is the node",
+    }))
+}
+
+/// The installations case's node after its restart, in a process of its own: the first
+/// render of `--restarted` installations, spread over every version, timed one by one.
+/// Fails if any version was compiled rather than mapped from the compile cache.
+async fn restarted_node(args: BenchServerArgs, dir: PathBuf) -> anyhow::Result<Value> {
+    let versions = args.versions.max(1);
+    let installations = args.installations;
+    let tenant = |t: usize| format!("tenant-{t}");
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        data_dir: dir,
+        demo: false,
+        ..ServerConfig::default()
+    };
+    config.scheduler.enabled = true;
+    let started_at = Instant::now();
+    let restarted = plinth_server::start(config).await?;
+    let start_s = started_at.elapsed().as_secs_f64();
+    let app = restarted.app.clone();
+    let restarted_mib = rss_mib();
+    let first = args.restarted.min(installations);
+    let mut firsts = Vec::with_capacity(first);
+    let started = Instant::now();
+    for n in 0..first {
+        let (t, i) = (n % versions, n / versions);
+        firsts.push(render_once(&app, &tenant(t), &format!("w-{i}")).await?);
+    }
+    let firsts_in = started.elapsed();
+    let loads = app.sandbox.load_counts();
+    let (compiled, cached) = (loads.compiled(), loads.cached());
+    let after_firsts_mib = rss_mib();
+    drop(app);
+    restarted.stop().await?;
+    ensure!(
+        compiled == 0,
+        "the restarted node compiled {compiled} versions; it should have mapped them"
+    );
+    firsts.sort();
+    Ok(json!({
+        "start_s": (start_s * 1000.0).round() / 1000.0,
+        "first_renders": first,
+        "versions_among_them": versions.min(first),
+        "loaded_from_compile_cache": cached,
+        "compiled": compiled,
+        "seconds": (firsts_in.as_secs_f64() * 1000.0).round() / 1000.0,
+        "first_render_p50_us": percentile_us(&firsts, 0.5),
+        "first_render_p99_us": percentile_us(&firsts, 0.99),
+        "first_render_max_us": percentile_us(&firsts, 1.0),
+        "rss_mib_started": restarted_mib,
+        "rss_mib_after_first_renders": after_firsts_mib,
     }))
 }
 
@@ -762,12 +966,19 @@ pub async fn run(args: BenchServerArgs) -> anyhow::Result<Value> {
         subscriber_process(url, args.subscribers, args.messages).await?;
         std::process::exit(0);
     }
+    if let Some(dir) = &args.restart_in {
+        println!("{}", restarted_node(args.clone(), dir.clone()).await?);
+        std::process::exit(0);
+    }
     let mut report = json!({"cores": std::thread::available_parallelism().map_or(0, |c| c.get())});
     if args.wants("render") {
         report["render"] = render_case(&args).await?;
     }
     if args.wants("phases") {
         report["render_phases"] = phases_case(&args).await?;
+    }
+    if args.wants("installations") {
+        report["installations"] = installations_case(&args).await?;
     }
     if args.wants("ticks") {
         report["ticks"] = ticks_case(&args).await?;
