@@ -1,7 +1,8 @@
 //! `plinth bench-server`: the server under load on loopback, in one run.
 //!
-//! - `render`: wrk against the render endpoint and against a native axum handler that
-//!   produces the same JSON; requests per second, p50 and p99, and their ratio.
+//! - `render`: wrk against the render endpoint, against a native axum handler that
+//!   produces the same JSON, and against the same card as a wasi:http component served
+//!   as `wasmtime serve` serves it; requests per second, p50 and p99, and the ratios.
 //! - `installations`: many installations, each of a tenant's own version, idle on one
 //!   node (RSS before and after each has rendered); then the node restarted and the
 //!   first render of a thousand of them, which must map compiled code, not compile.
@@ -214,6 +215,15 @@ async fn render_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
     let native_task = tokio::spawn(async move { axum::serve(listener, native).await });
     let plinth_url = format!("{}{path}", running.url());
     let native_url = format!("http://{native_addr}{path}");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let http_hello = crate::component_bytes(&root.join("tests/guests/http-hello"))?.1;
+    let (served_addr, served_task) = crate::bench_wasi_http::serve(&http_hello, &token).await?;
+    let served_url = format!("http://{served_addr}{path}");
+    let check = reqwest_free_get(&served_url, &token).await?;
+    ensure!(
+        check.contains("metric_card"),
+        "the wasi:http component does not answer: {check}"
+    );
     let (url, token2) = (plinth_url.clone(), token.clone());
     let check = reqwest_free_get(&url, &token2).await?;
     ensure!(
@@ -221,22 +231,26 @@ async fn render_case(args: &BenchServerArgs) -> anyhow::Result<Value> {
         "render does not work: {check}"
     );
     let args2 = args.clone();
-    let (plinth, native) =
-        tokio::task::spawn_blocking(move || -> anyhow::Result<(Value, Value)> {
+    let (plinth, native, served) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Value, Value, Value)> {
             Ok((
                 wrk(&plinth_url, &token2, &args2)?,
                 wrk(&native_url, &token2, &args2)?,
+                wrk(&served_url, &token2, &args2)?,
             ))
         })
         .await??;
     native_task.abort();
+    served_task.abort();
     running.stop().await?;
-    let ratio = plinth["requests_per_second"].as_f64().unwrap_or(0.0)
-        / native["requests_per_second"].as_f64().unwrap_or(1.0);
+    let rate = |report: &Value| report["requests_per_second"].as_f64().unwrap_or(0.0);
+    let ratio = |a: f64, b: f64| (a / b.max(1e-9) * 100.0).round() / 100.0;
     Ok(json!({
         "plinth": plinth,
         "native": native,
-        "throughput_ratio": (ratio * 100.0).round() / 100.0,
+        "wasmtime_serve": served,
+        "throughput_ratio": ratio(rate(&plinth), rate(&native)),
+        "plinth_over_wasmtime_serve": ratio(rate(&plinth), rate(&served)),
         "connections": args.connections,
         "seconds": args.duration,
     }))

@@ -3,6 +3,7 @@
 pub mod bench;
 mod bench_raw;
 pub mod bench_server;
+mod bench_wasi_http;
 pub mod guest_build;
 pub mod polyglot;
 pub mod scaffold;
