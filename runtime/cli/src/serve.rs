@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 use plinth_host::{ErrorCode, PlinthError};
 use plinth_server::ServerConfig;
 
+/// Prints a line of the start banner. A closed stdout (a pipe whose reader has gone, a
+/// supervisor that closed it) must not take the server down, as `println!` would by
+/// panicking on the broken pipe; the tokens it would have shown stay in their files.
+macro_rules! say {
+    ($($line:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($line)*);
+    }};
+}
+
 /// The example extensions the demo tenant gets, built from the workspace.
 const DEMO_EXTENSIONS: &[&str] = &[
     "hello-metric",
@@ -81,16 +91,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
     let operator_file = app.config.data_dir.join("operator-token");
     let operator = fresh_token(&operator_file, plinth_server::operator_token(&app)).await?;
     let url = server.url();
-    println!("Plinth is serving on {url}");
+    say!("Plinth is serving on {url}");
     match operator {
         Some(token) => {
-            println!("  operator token: {token}");
-            println!(
+            say!("  operator token: {token}");
+            say!(
                 "  (kept in {}, shown this once; API document at {url}/api/v1/openapi.json)",
                 operator_file.display()
             );
         }
-        None => println!(
+        None => say!(
             "  (operator token kept in {}; API document at {url}/api/v1/openapi.json)",
             operator_file.display()
         ),
@@ -105,7 +115,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
                 }
             }
             None => {
-                eprintln!("the example extensions were not found; the demo tenant starts empty")
+                tracing::warn!(
+                    "the example extensions were not found; the demo tenant starts empty"
+                )
             }
         }
         let demo_file = app.config.data_dir.join("demo-token");
@@ -118,14 +130,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
         .await?;
         let tenant = shown.unwrap_or_default();
         match installed {
-            Some(token) => println!("  demo tenant {tenant:?}, token: {token} (shown this once)"),
-            None => println!(
+            Some(token) => say!("  demo tenant {tenant:?}, token: {token} (shown this once)"),
+            None => say!(
                 "  demo tenant {tenant:?}, token kept in {}",
                 demo_file.display()
             ),
         }
         if !args.no_demo_traffic && !tenant.is_empty() {
-            println!("  posting demo events (a few orders a second); --no-demo-traffic stops it");
+            say!("  posting demo events (a few orders a second); --no-demo-traffic stops it");
             tokio::spawn(plinth_server::demo::traffic(
                 app.events.clone(),
                 tenant.clone(),
@@ -133,9 +145,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), PlinthError> {
         }
         // The console asks for the token; a URL carrying it would end up in browser
         // history and in whatever the terminal is logged to.
-        println!("  console: {url}/");
-        println!("  (sign in there with the demo tenant's token)");
+        say!("  console: {url}/");
+        say!("  (sign in there with the demo tenant's token)");
     }
+    // After the demo tenant is set up: what a supervisor (or a test) can wait for.
+    tracing::info!(%url, demo, "ready");
     server
         .wait_for_signal()
         .await

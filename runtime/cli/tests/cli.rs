@@ -236,21 +236,109 @@ fn new_widget_in_each_language_builds_and_runs() {
     );
 }
 
+/// A `plinth serve` child, killed however the test ends.
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One GET with `Connection: close`; the whole response as text.
+fn http_get(host: &str, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(host).unwrap();
+    let authorization = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{authorization}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+/// A log line without the terminal colour codes the log may carry.
+fn without_colours(line: &str) -> String {
+    let mut plain = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find('\x1b') {
+        plain.push_str(&rest[..at]);
+        let code = &rest[at..];
+        rest = code.find('m').map_or("", |end| &code[end + 1..]);
+    }
+    plain.push_str(rest);
+    plain
+}
+
+/// `plinth serve` with a stdout nobody reads (the reading end of its pipe closed before it
+/// starts, as when piped into a program that has exited) keeps serving: its start banner
+/// is lost, the server is not.
+#[test]
+fn serve_survives_a_closed_stdout() {
+    use std::io::{BufRead, BufReader};
+
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let data = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
+        .args([
+            "serve",
+            "--no-demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(data.path())
+        .current_dir(root())
+        .env("PLINTH_LOG", "info")
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("plinth serve starts");
+    let mut logged = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut stop = Stop(child);
+    let mut addr = None;
+    let mut seen = Vec::new();
+    for line in logged.by_ref() {
+        let line = without_colours(&line.unwrap());
+        if line.contains("plinth serving") {
+            addr = line
+                .split_whitespace()
+                .find_map(|word| word.strip_prefix("addr="))
+                .map(str::to_owned);
+        }
+        let ready = line.contains(" ready");
+        seen.push(line);
+        if ready {
+            break;
+        }
+    }
+    assert!(
+        seen.last().is_some_and(|line| line.contains(" ready")),
+        "the server ended before it was ready: {seen:#?}"
+    );
+    // The rest of its log is read away so that stderr stays open too.
+    std::thread::spawn(move || logged.for_each(drop));
+    let addr = addr.unwrap_or_else(|| panic!("no address logged: {seen:#?}"));
+    let response = http_get(&addr, "/healthz", None);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        stop.0.try_wait().unwrap().is_none(),
+        "the server exited after its banner"
+    );
+}
+
 /// `plinth serve` as the README runs it: the first start prints the tokens it makes and a
 /// console URL without a token, and the demo tenant's dashboard widgets render over HTTP.
 /// A second start on the same data directory prints no token at all.
 #[test]
 fn serve_starts_with_a_demo_tenant() {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::{BufRead, BufReader};
 
-    // Kills the server however the test ends.
-    struct Stop(std::process::Child);
-    impl Drop for Stop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     /// Starts `plinth serve` on `data`; what it printed up to the console URL.
     fn start(data: &std::path::Path) -> (Stop, Vec<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_plinth"))
@@ -296,17 +384,7 @@ fn serve_starts_with_a_demo_tenant() {
     let base = console.strip_suffix('/').unwrap();
     assert!(!base.contains(['#', '?']), "{console}");
     let host = base.strip_prefix("http://").unwrap();
-    let get = |path: &str| -> String {
-        let mut stream = std::net::TcpStream::connect(host).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        response
-    };
+    let get = |path: &str| http_get(host, path, Some(&token));
     let page = get("/");
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(page.contains("Plinth console"));
