@@ -79,6 +79,17 @@ async function axe(page, what) {
 
 async function signIn(browser, token, viewport = { width: 1280, height: 900 }) {
   const context = await browser.newContext({ viewport, acceptDownloads: true });
+  // Every close of the console's sockets, with its code, for the checks below.
+  await context.addInitScript(() => {
+    const Original = window.WebSocket;
+    window.__closes = [];
+    window.WebSocket = class extends Original {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener("close", (e) => window.__closes.push(`${e.code} ${e.reason} @${Math.round(performance.now())}`));
+      }
+    };
+  });
   const page = await context.newPage();
   const problems = [];
   watch(page, problems);
@@ -260,6 +271,10 @@ try {
 
   // 5b. A tile whose installation is disabled shows the code and message; Retry after
   //     enabling brings the views back.
+  // Editing, cancelling and saving the layout re-renders tiles, which drop and take their
+  // topics again: none of it may trip the socket's rate limit (4029) and cost a reconnect.
+  const closes = await page.evaluate(() => window.__closes);
+  check(!closes.some((c) => c.startsWith("4029")), "the console's socket was closed for its rate: " + closes.join(", "));
   step("a disabled widget's tile shows its error, and Retry after enabling recovers");
   const helloTile = tile(page, "Hello");
   // The socket may have reconnected after the steps before; its resync refetches every

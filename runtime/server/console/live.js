@@ -4,6 +4,12 @@
 
 const MAX_BACKOFF_MS = 30_000;
 
+// A topic's last handler going away unsubscribes only after this long, and not at all if
+// a handler comes back first: tiles re-rendered in edit mode drop and take their topics
+// again at once, and every frame counts against the socket's rate limit (the server
+// closes a socket over 20 messages a second with 4029).
+const UNSUBSCRIBE_AFTER_MS = 2_000;
+
 export class Live {
   /** `token`: the session's; `onUnauthenticated`: the token stopped working (4401);
    *  `onRefused`: a connection failed before it opened (the token may have stopped
@@ -12,7 +18,7 @@ export class Live {
     this.token = token;
     this.onUnauthenticated = onUnauthenticated;
     this.onRefused = onRefused;
-    this.topics = new Map(); // key → {topic, tenant, handlers: Set}
+    this.topics = new Map(); // key → {topic, tenant, handlers: Set, leaving: timer or null}
     this.stateListeners = new Set();
     this.resyncListeners = new Set();
     this.state = "connecting";
@@ -118,23 +124,29 @@ export class Live {
     const key = `${tenant ?? ""}\u0000${topic}`;
     let entry = this.topics.get(key);
     if (!entry) {
-      entry = { topic, tenant, handlers: new Set() };
+      entry = { topic, tenant, handlers: new Set(), leaving: null };
       this.topics.set(key, entry);
       this.send(subscription(entry));
     }
+    clearTimeout(entry.leaving);
+    entry.leaving = null;
     entry.handlers.add(handler);
     return () => {
       entry.handlers.delete(handler);
-      if (entry.handlers.size === 0) {
+      if (entry.handlers.size > 0 || entry.leaving) return;
+      entry.leaving = setTimeout(() => {
+        entry.leaving = null;
+        if (entry.handlers.size > 0 || this.topics.get(key) !== entry) return;
         this.topics.delete(key);
         this.send({ type: "unsubscribe", topic, ...(tenant ? { tenant } : {}) });
-      }
+      }, UNSUBSCRIBE_AFTER_MS);
     };
   }
 
   close() {
     this.closed = true;
     clearTimeout(this.timer);
+    for (const entry of this.topics.values()) clearTimeout(entry.leaving);
     window.removeEventListener("online", this.onOnline);
     this.socket?.close(1000);
     this.socket = null;
