@@ -101,6 +101,7 @@ impl App {
             SandboxConfig {
                 cache_dir: Some(config.data_dir.join("compiled")),
                 pool_instances: config.pool_instances,
+                pool_warm_slots: config.pool_warm_slots,
                 tenant_quota: config.tenant_quota.clone(),
                 ..SandboxConfig::default()
             },

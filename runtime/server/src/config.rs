@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub node_id: String,
     /// Concurrent guest instances the engine's pool holds slots for.
     pub pool_instances: u32,
+    /// Unused pool slots kept warm for the version that last used them (see
+    /// `SandboxConfig::pool_warm_slots`).
+    pub pool_warm_slots: u32,
     /// Serve the console's files from this directory instead of the ones built into
     /// the binary (for working on the console without rebuilding the server).
     pub console_dir: Option<PathBuf>,
@@ -73,6 +76,7 @@ impl Default for ServerConfig {
             events: EventsConfig::default(),
             node_id: String::new(),
             pool_instances: 256,
+            pool_warm_slots: 100,
             console_dir: None,
         }
     }
@@ -577,6 +581,7 @@ mod tests {
             r#"
 listen = "0.0.0.0:9000"
 demo = false
+pool_warm_slots = 256
 [backends.cache]
 type = "redis"
 url = "redis://10.0.0.1:6379"
@@ -592,6 +597,7 @@ queue_messages = 8
         assert_eq!(config.listen.port(), 9000);
         assert!(!config.demo);
         assert_eq!(config.websocket.queue_messages, 8);
+        assert_eq!((config.pool_instances, config.pool_warm_slots), (256, 256));
         assert!(matches!(config.backends.cache, CacheConfig::Redis { .. }));
         assert!(matches!(config.metadata, MetadataConfig::Postgres { .. }));
         assert!(config.claims_ticks());

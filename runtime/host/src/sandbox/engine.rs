@@ -38,6 +38,12 @@ pub struct SandboxConfig {
     pub cache_dir: Option<PathBuf>,
     /// Concurrent instances the pooling allocator holds slots for.
     pub pool_instances: u32,
+    /// Unused memory slots the pool keeps warm for the component that last used them
+    /// (`max_unused_warm_slots`): a call of a version that finds its warm slot does not
+    /// map the version's memory image again. More warm slots suit a node cycling through
+    /// many versions, and let a quiet node keep up to that many slots' kept-resident memory
+    /// (2 MiB of linear memory each).
+    pub pool_warm_slots: u32,
     /// Native stack a guest may use, in bytes.
     pub max_wasm_stack: usize,
     /// What every tenant may use at once and per minute.
@@ -51,6 +57,8 @@ impl Default for SandboxConfig {
             epoch: true,
             cache_dir: None,
             pool_instances: 64,
+            // wasmtime's own default.
+            pool_warm_slots: 100,
             max_wasm_stack: 512 << 10,
             tenant_quota: TenantQuota::default(),
         }
@@ -83,6 +91,7 @@ pub(crate) fn engine(config: &SandboxConfig) -> Result<Engine, PlinthError> {
         .max_core_instances_per_component(SLOT_INSTANCES as u32)
         .max_memories_per_component(8)
         .max_tables_per_component(16)
+        .max_unused_warm_slots(config.pool_warm_slots)
         .max_component_instance_size(4 << 20)
         .max_core_instance_size(4 << 20)
         // Between calls, a slot's dirty pages are found with PAGEMAP_SCAN (Linux 6.7+)
