@@ -193,6 +193,34 @@ impl TestServer {
         .await
     }
 
+    /// The hostile guest uploaded for `tenant` and installed as `id` running `attack`,
+    /// every capability granted; answers the tenant's installations path and the
+    /// component's upload answer.
+    pub(crate) async fn install_hostile(
+        &self,
+        tenant: &str,
+        admin: &str,
+        id: &str,
+        attack: &str,
+    ) -> (String, Value) {
+        let (status, uploaded) = self
+            .upload(tenant, admin, guest("tests/guests/hostile"))
+            .await;
+        assert_eq!(status, 201, "{uploaded}");
+        let path = format!("/api/v1/tenants/{tenant}/installations");
+        let (status, body) = self
+            .json(
+                "POST",
+                &path,
+                admin,
+                json!({"id": id, "component": uploaded["hash"], "config": {"attack": attack},
+                       "grants": "cache,db:write,broadcast,log"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        (path, uploaded)
+    }
+
     pub(crate) async fn socket(&self, token: &str) -> Socket {
         let url = format!("ws://{}/api/v1/ws", self.base.trim_start_matches("http://"));
         let (socket, _) = tokio_tungstenite::connect_async(socket_request(&url, token))
@@ -845,21 +873,9 @@ async fn the_circuit_breaker_parks_a_trapping_installation() {
     let server = TestServer::start(|c| c.scheduler.breaker_failures = 3).await;
     let (tenant, _) = unique_tenants();
     let (admin, viewer) = server.tenant(&tenant).await;
-    let (status, uploaded) = server
-        .upload(&tenant, &admin, guest("tests/guests/hostile"))
+    let (path, uploaded) = server
+        .install_hostile(&tenant, &admin, "bad", "panic")
         .await;
-    assert_eq!(status, 201, "{uploaded}");
-    let path = format!("/api/v1/tenants/{tenant}/installations");
-    let (status, body) = server
-        .json(
-            "POST",
-            &path,
-            &admin,
-            json!({"id": "bad", "component": uploaded["hash"], "config": {"attack": "panic"},
-                   "grants": "cache,db:write,broadcast,log"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
     let mut socket = server.socket(&viewer).await;
     send_ws(
         &mut socket,
@@ -929,21 +945,9 @@ async fn recent_errors_keep_a_bounded_message() {
     let server = TestServer::start(|_| {}).await;
     let (tenant, _) = unique_tenants();
     let (admin, viewer) = server.tenant(&tenant).await;
-    let (status, uploaded) = server
-        .upload(&tenant, &admin, guest("tests/guests/hostile"))
+    let (path, _) = server
+        .install_hostile(&tenant, &admin, "long", "long-error")
         .await;
-    assert_eq!(status, 201, "{uploaded}");
-    let path = format!("/api/v1/tenants/{tenant}/installations");
-    let (status, body) = server
-        .json(
-            "POST",
-            &path,
-            &admin,
-            json!({"id": "long", "component": uploaded["hash"], "config": {"attack": "long-error"},
-                   "grants": "cache,db:write,broadcast,log"}),
-        )
-        .await;
-    assert_eq!(status, 201, "{body}");
     let (status, body) = server.get(&format!("{path}/long/data"), &viewer).await;
     assert_eq!(body["code"], "GUEST_ERROR", "{status} {body}");
     let answered = body["message"].as_str().unwrap();

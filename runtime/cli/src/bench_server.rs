@@ -90,15 +90,20 @@ async fn server(
 ) -> anyhow::Result<plinth_server::RunningServer> {
     let dir = args.data_dir.join(case);
     let _ = std::fs::remove_dir_all(&dir);
-    let mut config = ServerConfig {
+    let mut config = node_config(dir)?;
+    config.scheduler.enabled = false;
+    edit(&mut config);
+    Ok(plinth_server::start(config).await?)
+}
+
+/// A node on loopback (any port) on `dir`, without the demo tenant.
+fn node_config(dir: PathBuf) -> anyhow::Result<ServerConfig> {
+    Ok(ServerConfig {
         listen: "127.0.0.1:0".parse()?,
         data_dir: dir,
         demo: false,
         ..ServerConfig::default()
-    };
-    config.scheduler.enabled = false;
-    edit(&mut config);
-    Ok(plinth_server::start(config).await?)
+    })
 }
 
 /// The `bench` tenant and a viewer token for it.
@@ -456,13 +461,7 @@ async fn restarted_node(args: BenchServerArgs, dir: PathBuf) -> anyhow::Result<V
     let versions = args.versions.max(1);
     let installations = args.installations;
     let tenant = |t: usize| format!("tenant-{t}");
-    let mut config = ServerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        data_dir: dir,
-        demo: false,
-        ..ServerConfig::default()
-    };
-    config.scheduler.enabled = true;
+    let config = node_config(dir)?;
     let started_at = Instant::now();
     let restarted = plinth_server::start(config).await?;
     let start_s = started_at.elapsed().as_secs_f64();
