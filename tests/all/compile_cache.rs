@@ -1,7 +1,7 @@
 //! The compile cache: reuse across sandboxes, and never trusting an artifact it did
 //! not write.
 
-use plinth_host::{Backends, CodeSource, Sandbox, SandboxConfig};
+use plinth_host::{Backends, CodeSource, Metering, Sandbox, SandboxConfig};
 use plinth_tests::guest;
 
 fn sandbox_on(dir: &std::path::Path) -> Sandbox {
@@ -121,7 +121,10 @@ async fn a_stored_version_loads_by_hash_from_the_cache_alone() {
     let hello = guest("extensions/hello-metric");
     let hash = plinth_host::component_hash(&hello);
     assert!(
-        sandbox_on(dir.path()).load_cached(&hash).unwrap().is_none(),
+        sandbox_on(dir.path())
+            .load_cached(&hash, Metering::Fuel)
+            .unwrap()
+            .is_none(),
         "nothing cached yet: the caller must read the bytes"
     );
     sandbox_on(dir.path()).load(&hello).unwrap();
@@ -129,7 +132,10 @@ async fn a_stored_version_loads_by_hash_from_the_cache_alone() {
     // A restarted node: the version loads from its hash, without the component's bytes,
     // and it runs.
     let restarted = sandbox_on(dir.path());
-    let extension = restarted.load_cached(&hash).unwrap().expect("cached");
+    let extension = restarted
+        .load_cached(&hash, Metering::Fuel)
+        .unwrap()
+        .expect("cached");
     assert_eq!(extension.code, CodeSource::Cached);
     assert_eq!(extension.hash, hash);
     let invocation = plinth_host::Invocation {
@@ -153,7 +159,13 @@ async fn a_stored_version_loads_by_hash_from_the_cache_alone() {
         "the cached code renders"
     );
     assert!(
-        std::sync::Arc::ptr_eq(&extension, &restarted.load_cached(&hash).unwrap().unwrap()),
+        std::sync::Arc::ptr_eq(
+            &extension,
+            &restarted
+                .load_cached(&hash, Metering::Fuel)
+                .unwrap()
+                .unwrap()
+        ),
         "loaded once"
     );
 }

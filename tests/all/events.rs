@@ -298,16 +298,7 @@ async fn order_completed_flow(server: TestServer) {
         "plinth_event_handled_seconds_count 2".to_owned(),
     ];
     let metrics = until(Duration::from_secs(10), || async {
-        let metrics = server
-            .http
-            .get(server.url("/metrics"))
-            .bearer_auth(&server.operator)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = server.metrics().await;
         series
             .iter()
             .all(|s| metrics.contains(s.as_str()))
@@ -1027,17 +1018,7 @@ async fn a_surviving_node_takes_over_a_dead_nodes_deliveries() {
                 &viewer,
             )
             .await;
-        let metrics = b
-            .server
-            .http
-            .get(b.server.url("/metrics"))
-            .bearer_auth(&b.server.operator)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = b.server.metrics().await;
         let metrics: Vec<&str> = metrics
             .lines()
             .filter(|l| l.contains("event") && !l.starts_with('#'))

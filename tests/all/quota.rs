@@ -1,7 +1,9 @@
 //! Per-tenant quotas: a tenant's concurrent calls and its fuel per minute, enforced
-//! without touching other tenants.
+//! without touching other tenants; and a tenant whose calls count no fuel.
 
-use plinth_host::{Call, ErrorCode, Grants, Limits, SandboxConfig, TenantQuota};
+use std::time::{Duration, Instant};
+
+use plinth_host::{Call, ErrorCode, Grants, Limits, Metering, SandboxConfig, TenantQuota};
 use plinth_tests::{guest, invocation, sandbox, sandbox_with};
 use serde_json::json;
 
@@ -17,6 +19,7 @@ async fn a_tenant_cannot_run_more_calls_at_once_than_its_quota() {
     let quota = TenantQuota {
         concurrent_calls: 2,
         fuel_per_minute: None,
+        fuel_metering: true,
     };
     let test = sandbox_with(SandboxConfig {
         tenant_quota: quota,
@@ -86,6 +89,7 @@ async fn a_tenant_cannot_burn_more_fuel_per_minute_than_its_budget() {
     let quota = TenantQuota {
         concurrent_calls: 16,
         fuel_per_minute: Some(per_call * 5 / 2),
+        fuel_metering: true,
     };
     let test = sandbox_with(SandboxConfig {
         tenant_quota: quota,
@@ -128,5 +132,119 @@ async fn a_tenant_cannot_burn_more_fuel_per_minute_than_its_budget() {
             .await
             .outcome_json()
             .is_ok()
+    );
+}
+
+/// A tenant whose quota turns fuel metering off runs code compiled without fuel checks:
+/// its loops are still stopped at their deadline, its receipts carry no fuel, and a
+/// metered tenant of the same sandbox is untouched (the same bytes, loaded once for each).
+#[tokio::test]
+async fn a_tenant_without_fuel_metering_is_still_stopped_at_its_deadline() {
+    let test = sandbox();
+    let quotas = test.sandbox.tenant_quotas();
+    quotas.set(
+        "free",
+        Some(TenantQuota {
+            concurrent_calls: 16,
+            fuel_per_minute: None,
+            fuel_metering: false,
+        }),
+    );
+    assert_eq!(test.sandbox.metering_of("free"), Metering::Off);
+    assert_eq!(test.sandbox.metering_of("metered"), Metering::Fuel);
+    let bytes = guest("tests/guests/hostile");
+    let unmetered = test
+        .sandbox
+        .load_for(&bytes, Metering::Off)
+        .expect("loads without fuel");
+    let metered = test.sandbox.load(&bytes).expect("loads with fuel");
+    assert_eq!(
+        (unmetered.metering, metered.metering),
+        (Metering::Off, Metering::Fuel)
+    );
+    assert!(
+        !std::sync::Arc::ptr_eq(&unmetered, &metered),
+        "one load per metering"
+    );
+    let limits = Limits {
+        fuel: Some(5_000_000),
+        timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let spin = Call::Render {
+        config: json!({"attack": "loop"}),
+        params: vec![],
+    };
+
+    let started = Instant::now();
+    let free = test
+        .sandbox
+        .call(
+            &unmetered,
+            &invocation("free", Grants::all(), limits.clone()),
+            spin.clone(),
+        )
+        .await;
+    let took = started.elapsed();
+    let error = free
+        .outcome_json()
+        .expect_err("a loop never ends by itself");
+    assert_eq!(error.code, ErrorCode::ExecutionTimeout, "{}", error.message);
+    assert!(took < Duration::from_millis(950), "stopped after {took:?}");
+    assert_eq!(
+        free.receipt.fuel_used, None,
+        "nothing counted, nothing told"
+    );
+
+    let counted = test
+        .sandbox
+        .call(
+            &metered,
+            &invocation("metered", Grants::all(), limits),
+            spin,
+        )
+        .await;
+    assert_eq!(
+        counted.outcome_json().unwrap_err().code,
+        ErrorCode::FuelExhausted
+    );
+    assert!(
+        counted
+            .receipt
+            .fuel_used
+            .is_some_and(|used| used >= 5_000_000)
+    );
+
+    let ok = Call::Render {
+        config: json!({"attack": "ok"}),
+        params: vec![],
+    };
+    let after = test
+        .sandbox
+        .call(
+            &unmetered,
+            &invocation("free", Grants::all(), Limits::default()),
+            ok,
+        )
+        .await;
+    assert!(after.outcome_json().is_ok(), "{:?}", after.outcome_json());
+    assert_eq!(after.receipt.fuel_used, None);
+}
+
+#[test]
+fn a_quota_without_fuel_metering_has_no_fuel_budget() {
+    let quota = TenantQuota {
+        concurrent_calls: 4,
+        fuel_per_minute: Some(1_000),
+        fuel_metering: false,
+    };
+    let error = quota.validate().unwrap_err();
+    assert_eq!(error.code, ErrorCode::InvalidValue);
+    assert!(error.message.contains("fuel_metering"), "{}", error.message);
+    let stored: TenantQuota =
+        serde_json::from_value(json!({"concurrent_calls": 4, "fuel_per_minute": null})).unwrap();
+    assert!(
+        stored.fuel_metering,
+        "a quota stored before the field counts fuel"
     );
 }

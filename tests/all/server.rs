@@ -162,6 +162,19 @@ impl TestServer {
         self.send("GET", path, Some(token), None).await
     }
 
+    /// The node's `/metrics` text, read with the operator token.
+    pub(crate) async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .bearer_auth(&self.operator)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// A new tenant and a token of each role for it.
     pub(crate) async fn tenant(&self, id: &str) -> (String, String) {
         let (status, body) = self
@@ -371,16 +384,7 @@ async fn upload_install_render_tick(server: TestServer) {
         "{calls:?}"
     );
 
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .bearer_auth(&server.operator)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics.contains(&format!(
             "plinth_calls_total{{tenant=\"{tenant}\",extension=\"Cache Statistics@1.0.0\",call=\"on-tick\",outcome=\"OK\"}}"
@@ -1541,4 +1545,111 @@ async fn a_stopping_server_closes_its_sockets_with_going_away() {
     }
     assert_eq!(code, Some(1001), "notice: {notice:?}");
     assert_eq!(notice.unwrap()["code"], "UNAVAILABLE");
+}
+
+/// An operator turns fuel metering off for one tenant: its calls run on the engine
+/// without fuel checks (the version compiled once more, for that engine), count no fuel,
+/// and are still stopped at their deadline; a fuel budget with metering off is refused
+/// and leaves the quota as it was; metering back on counts fuel again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_operator_turns_fuel_metering_off_for_one_tenant() {
+    let server = TestServer::start(|_| {}).await;
+    let tenant = "unmetered";
+    let (admin, _) = server.tenant(tenant).await;
+    let (path, uploaded) = server.install_hostile(tenant, &admin, "spin", "loop").await;
+    let (status, body) = server
+        .json(
+            "POST",
+            &path,
+            &admin,
+            json!({"id": "fine", "component": uploaded["hash"], "config": {"attack": "ok"},
+                   "grants": "cache,db:write,broadcast,log"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let quota = format!("/api/v1/tenants/{tenant}/quota");
+    let operator = server.operator.clone();
+    let render = |id: &'static str| {
+        let (server, path, admin) = (&server, &path, &admin);
+        async move { server.get(&format!("{path}/{id}/data"), admin).await }
+    };
+    let loads = || async {
+        let metrics = server.metrics().await;
+        let prefix = "plinth_component_loads_total{code=\"compiled\"} ";
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+            .parse::<u64>()
+            .unwrap()
+    };
+
+    let (status, body) = render("fine").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["receipt"]["fuel_used"].as_u64().unwrap() > 0, "{body}");
+    let compiled = loads().await;
+
+    let (status, body) = server
+        .json(
+            "PUT",
+            &quota,
+            &operator,
+            json!({"concurrent_calls": 8, "fuel_per_minute": null, "fuel_metering": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["quota"]["fuel_metering"], false, "{body}");
+    let (status, body) = render("fine").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["receipt"]["fuel_used"], Value::Null, "{body}");
+    assert_eq!(
+        loads().await,
+        compiled + 1,
+        "compiled once more, for the engine without fuel"
+    );
+    let started = std::time::Instant::now();
+    let (status, body) = render("spin").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("EXECUTION_TIMEOUT")),
+        "{body}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{body}");
+    let (status, body) = render("fine").await;
+    assert_eq!(status, 200, "the server serves after the loop: {body}");
+
+    let (status, body) = server
+        .json(
+            "PUT",
+            &quota,
+            &operator,
+            json!({"concurrent_calls": 8, "fuel_per_minute": 1000, "fuel_metering": false}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("INVALID_VALUE")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("fuel_metering"),
+        "{body}"
+    );
+    let (_, body) = server
+        .get(&format!("/api/v1/tenants/{tenant}"), &operator)
+        .await;
+    assert_eq!(
+        body["quota"],
+        json!({"concurrent_calls": 8, "fuel_per_minute": null, "fuel_metering": false}),
+        "a refused quota changes nothing"
+    );
+
+    let (status, body) = server.send("PUT", &quota, Some(&operator), None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["quota"]["fuel_metering"], true, "{body}");
+    let (status, body) = render("fine").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["receipt"]["fuel_used"].as_u64().unwrap() > 0, "{body}");
+    assert_eq!(loads().await, compiled + 1, "the metered load was kept");
+    server.stop().await;
 }

@@ -421,6 +421,23 @@ try {
   check((await operator.page.locator("main").innerText()).includes("demo"), "the demo tenant is listed");
   await axe(operator.page, "the operators page");
   await operator.page.screenshot({ path: join(shots, "operators.png") });
+  // The demo tenant's fuel metering turned off in its quota editor, then its default back.
+  const demoRow = operator.page.getByRole("row").filter({ has: operator.page.getByRole("rowheader", { name: /demo/ }) });
+  await demoRow.getByRole("button", { name: "Set the quota of demo" }).click();
+  await operator.page.getByLabel("Count fuel").uncheck();
+  check(await operator.page.getByLabel("Fuel per minute").isDisabled(), "no fuel budget without fuel metering");
+  await axe(operator.page, "the quota editor");
+  await operator.page.getByRole("button", { name: "Save quota" }).click();
+  await demoRow.getByText("fuel not counted").waitFor({ timeout: SLOW });
+  const unmetered = await apiCall("GET", "/tenants/demo", tokens.operator);
+  check(unmetered.body.quota.fuel_metering === false && unmetered.body.quota.fuel_per_minute === null,
+    "the quota saved: " + JSON.stringify(unmetered.body.quota));
+  await demoRow.getByRole("button", { name: "Set the quota of demo" }).click();
+  await operator.page.getByRole("button", { name: "Use the server's default" }).click();
+  await demoRow.getByText("fuel/min").waitFor({ timeout: SLOW });
+  const restored = await apiCall("GET", "/tenants/demo", tokens.operator);
+  check(restored.body.quota.fuel_metering === true && restored.body.own_quota === false,
+    "the default quota again: " + JSON.stringify(restored.body));
   allProblems.push(...operator.problems);
 
   // 11b. A wrong token is refused at sign-in; a token revoked while it is signed in

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use plinth_host::{
-    Backends, Call, Extension, Grants, Invocation, Limits, Sandbox, SandboxConfig, Scope,
+    Backends, Call, Extension, Grants, Invocation, Limits, Metering, Sandbox, SandboxConfig, Scope,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -217,7 +217,7 @@ fn cached_loads(sandbox: &Sandbox, hash: &str, times: usize) -> anyhow::Result<S
         sandbox.unload(hash);
         let started = Instant::now();
         let extension = sandbox
-            .load_cached(hash)?
+            .load_cached(hash, Metering::Fuel)?
             .context("expected a cached load")?;
         samples.push(started.elapsed());
         ensure!(
@@ -356,7 +356,9 @@ impl Bench {
     }
 
     /// Case 2: the cost of epoch and fuel checks on CPU-bound widgets: a tight loop, the worst
-    /// case for checks at loop headers, and a sales summary, typical widget work.
+    /// case for checks at loop headers, and a sales summary, typical widget work. Beside
+    /// the sandboxes built each way, the server's sandbox (epoch and fuel) running the
+    /// widget as it does for a tenant whose quota turns fuel metering off.
     async fn cpu_bound_limits(&self) -> anyhow::Result<Value> {
         let configurations = [(false, false), (true, false), (false, true), (true, true)];
         let mut cases = Vec::new();
@@ -365,6 +367,9 @@ impl Bench {
             let extension = sandbox.load(&self.widget)?;
             cases.push((sandbox, extension));
         }
+        let server = sandbox(&self.args.data_dir, true, true, &self.backends)?;
+        let unmetered = server.load_for(&self.widget, Metering::Off)?;
+        cases.push((server, unmetered));
         let mut unlimited = self.invocation.clone();
         unlimited.limits.fuel = None;
         unlimited.limits.timeout = Duration::from_secs(10);
@@ -389,10 +394,14 @@ impl Bench {
             let native = measure_native(rounds, native_work);
             let base = summaries[0];
             let mut workload = serde_json::Map::new();
-            for ((epoch, fuel), summary) in configurations.into_iter().zip(summaries) {
-                let on = |b: bool| if b { "on" } else { "off" };
+            let on = |b: bool| if b { "on" } else { "off" };
+            let names = configurations
+                .into_iter()
+                .map(|(epoch, fuel)| format!("epoch_{}_fuel_{}", on(epoch), on(fuel)))
+                .chain(["tenant_without_fuel_metering".to_owned()]);
+            for (name, summary) in names.zip(summaries) {
                 workload.insert(
-                    format!("epoch_{}_fuel_{}", on(epoch), on(fuel)),
+                    name,
                     json!({
                         "wasm": summary.json(),
                         "overhead_percent": ((summary.median_us / base.median_us - 1.0) * 1000.0).round() / 10.0,

@@ -53,7 +53,7 @@ pub use error::{BackendError, ErrorCode, FieldProblem, PlinthError};
 pub use grant::{Capability, Grant, Grants};
 pub use limits::{LimitBreach, Limits};
 pub use receipt::{Receipt, UsageOutcome};
-pub use sandbox::engine::SandboxConfig;
+pub use sandbox::engine::{Metering, SandboxConfig};
 pub use sandbox::extension::{Extension, Import, World};
 pub use sandbox::{LoadCounts, Sandbox};
 pub use scope::{Scope, check_identifier};

@@ -11,7 +11,7 @@ mod run;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, Linker};
@@ -30,7 +30,7 @@ use crate::scope::Scope;
 use crate::state::{CallState, Limiter};
 use crate::tenant_quota::{Permit, TenantQuotas};
 use crate::wasi::locked_down_wasi;
-use engine::{EPOCH_TICK, EpochTicker, SandboxConfig, internal};
+use engine::{EPOCH_TICK, EpochTicker, Metering, SandboxConfig, internal};
 use extension::{Extension, check_header};
 use failure::Failure;
 use run::run_call;
@@ -50,18 +50,36 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bytes of guest stderr kept per call (a panic message lands there).
 const STDERR_BYTES: usize = 8 << 10;
 
-/// The engine, the linker with every capability, the compile cache, the backends, and
-/// the components loaded so far (the one place they are kept).
+/// The engines with their linkers, the compile cache, the backends, and the components
+/// loaded so far (the one place they are kept).
 pub struct Sandbox {
-    engine: Engine,
-    linker: Linker<CallState>,
+    /// The engine of the sandbox's configuration (fuel if `SandboxConfig::fuel`).
+    main: Runtime,
+    /// The engine without fuel for tenants whose quota turns fuel metering off; built at
+    /// its first use, so a node where every tenant is metered has one engine and one pool.
+    unmetered: OnceLock<Runtime>,
+    building: Mutex<()>,
     cache: Option<CompileCache>,
     backends: Backends,
     config: SandboxConfig,
-    loaded: Mutex<HashMap<String, Arc<Extension>>>,
+    loaded: Mutex<HashMap<(Metering, String), Arc<Extension>>>,
     loads: Arc<LoadCounts>,
     quotas: TenantQuotas,
-    _ticker: Option<EpochTicker>,
+    ticker: Option<EpochTicker>,
+}
+
+/// An engine and the linker built on it.
+struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+}
+
+impl Runtime {
+    fn new(config: &SandboxConfig, fuel: bool) -> Result<Self, PlinthError> {
+        let engine = engine::engine(config, fuel)?;
+        let linker = engine::linker(&engine)?;
+        Ok(Runtime { engine, linker })
+    }
 }
 
 /// Component versions this sandbox has loaded, by where their code came from: how an
@@ -96,8 +114,7 @@ impl Sandbox {
     /// Builds the engine (pooling allocator, epoch interruption, optional fuel) and the
     /// linker. Do this once per process.
     pub fn new(config: SandboxConfig, backends: Backends) -> Result<Self, PlinthError> {
-        let engine = engine::engine(&config)?;
-        let linker = engine::linker(&engine)?;
+        let main = Runtime::new(&config, config.fuel)?;
         let cache = config
             .cache_dir
             .as_deref()
@@ -105,23 +122,66 @@ impl Sandbox {
             .transpose()?;
         let ticker = config
             .epoch
-            .then(|| EpochTicker::start(&engine))
+            .then(|| EpochTicker::start(&main.engine))
             .transpose()?;
         Ok(Sandbox {
-            engine,
-            linker,
+            main,
+            unmetered: OnceLock::new(),
+            building: Mutex::default(),
             cache,
             backends,
             quotas: TenantQuotas::new(config.tenant_quota.clone()),
             config,
             loaded: Mutex::default(),
             loads: Arc::default(),
-            _ticker: ticker,
+            ticker,
         })
     }
 
+    /// The engine of the sandbox's configuration.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.main.engine
+    }
+
+    /// How `tenant`'s calls are metered now: its quota's `fuel_metering`, in a sandbox
+    /// that counts fuel at all.
+    pub fn metering_of(&self, tenant: &str) -> Metering {
+        if self.config.fuel && self.quotas.quota_of(tenant).fuel_metering {
+            Metering::Fuel
+        } else {
+            Metering::Off
+        }
+    }
+
+    /// What `metering` comes to in this sandbox: no fuel anywhere if it counts none.
+    fn effective(&self, metering: Metering) -> Metering {
+        if self.config.fuel {
+            metering
+        } else {
+            Metering::Off
+        }
+    }
+
+    /// The engine and linker calls of `metering` run on.
+    fn runtime(&self, metering: Metering) -> Result<&Runtime, PlinthError> {
+        // A sandbox without fuel has one engine, which counts none.
+        if metering == Metering::Fuel || !self.config.fuel {
+            return Ok(&self.main);
+        }
+        if let Some(runtime) = self.unmetered.get() {
+            return Ok(runtime);
+        }
+        // One build; and its epoch is driven before any component can be loaded on it,
+        // or a loop there would never meet its deadline.
+        let _building = self.building.lock().recover();
+        if let Some(runtime) = self.unmetered.get() {
+            return Ok(runtime);
+        }
+        let runtime = Runtime::new(&self.config, false)?;
+        if let Some(ticker) = &self.ticker {
+            ticker.drive(&runtime.engine);
+        }
+        Ok(self.unmetered.get_or_init(|| runtime))
     }
 
     pub fn backends(&self) -> &Backends {
@@ -142,31 +202,45 @@ impl Sandbox {
         self.loads.clone()
     }
 
-    /// A component loaded before, by its hash; nothing is compiled or read.
-    pub fn loaded(&self, hash: &str) -> Option<Arc<Extension>> {
-        self.loaded.lock().recover().get(hash).cloned()
+    /// A component loaded before for calls of `metering`, by its hash; nothing is
+    /// compiled or read.
+    pub fn loaded(&self, hash: &str, metering: Metering) -> Option<Arc<Extension>> {
+        let key = (self.effective(metering), hash.to_owned());
+        self.loaded.lock().recover().get(&key).cloned()
     }
 
-    /// Loads a component: checks it is a component, compiles it (or loads its cached
-    /// code), checks its imports against what Plinth provides and its exports against a
-    /// Plinth world, and pre-instantiates it. The same bytes load once per sandbox.
+    /// [`Sandbox::load_for`] calls that count fuel (if the sandbox counts any).
     pub fn load(&self, bytes: &[u8]) -> Result<Arc<Extension>, PlinthError> {
+        self.load_for(bytes, Metering::Fuel)
+    }
+
+    /// Loads a component for calls of `metering`: checks it is a component, compiles it
+    /// (or loads its cached code), checks its imports against what Plinth provides and
+    /// its exports against a Plinth world, and pre-instantiates it. The same bytes load
+    /// once per sandbox and metering.
+    pub fn load_for(
+        &self,
+        bytes: &[u8],
+        metering: Metering,
+    ) -> Result<Arc<Extension>, PlinthError> {
         let started = Instant::now();
         check_header(bytes)?;
         let hash = component_hash(bytes);
-        if let Some(found) = self.loaded(&hash) {
+        if let Some(found) = self.loaded(&hash, metering) {
             return Ok(found);
         }
+        let runtime = self.runtime(metering)?;
         let (component, code) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &hash, bytes)?,
-            None => (compile(&self.engine, bytes)?, CodeSource::Compiled),
+            Some(cache) => cache.load_or_compile(&runtime.engine, &hash, bytes)?,
+            None => (compile(&runtime.engine, bytes)?, CodeSource::Compiled),
         };
-        self.prepare(component, hash, code, started)
+        self.prepare(metering, component, hash, code, started)
     }
 
     /// Checks and pre-instantiates a compiled component, and keeps it as loaded.
     fn prepare(
         &self,
+        metering: Metering,
         component: Component,
         hash: String,
         code: CodeSource,
@@ -174,15 +248,21 @@ impl Sandbox {
     ) -> Result<Arc<Extension>, PlinthError> {
         // Counted whether or not the component then passes the contract's checks.
         self.loads.count(code);
+        let metering = self.effective(metering);
+        let runtime = self.runtime(metering)?;
         let extension = Arc::new(Extension::prepare(
-            &self.engine,
-            &self.linker,
+            &runtime.engine,
+            &runtime.linker,
             component,
             hash.clone(),
             code,
+            metering,
             started,
         )?);
-        self.loaded.lock().recover().insert(hash, extension.clone());
+        self.loaded
+            .lock()
+            .recover()
+            .insert((metering, hash), extension.clone());
         Ok(extension)
     }
 
@@ -190,25 +270,40 @@ impl Sandbox {
     /// artifact is mapped, the component's bytes are neither read nor hashed. `None` when
     /// the cache has no valid artifact for it (the caller then reads the bytes and
     /// [`Sandbox::load`]s them).
-    pub fn load_cached(&self, hash: &str) -> Result<Option<Arc<Extension>>, PlinthError> {
-        if let Some(found) = self.loaded(hash) {
+    pub fn load_cached(
+        &self,
+        hash: &str,
+        metering: Metering,
+    ) -> Result<Option<Arc<Extension>>, PlinthError> {
+        if let Some(found) = self.loaded(hash, metering) {
             return Ok(Some(found));
         }
         let started = Instant::now();
+        let runtime = self.runtime(metering)?;
         let Some(component) = self
             .cache
             .as_ref()
-            .and_then(|cache| cache.load(&self.engine, hash))
+            .and_then(|cache| cache.load(&runtime.engine, hash))
         else {
             return Ok(None);
         };
-        self.prepare(component, hash.to_owned(), CodeSource::Cached, started)
-            .map(Some)
+        self.prepare(
+            metering,
+            component,
+            hash.to_owned(),
+            CodeSource::Cached,
+            started,
+        )
+        .map(Some)
     }
 
-    /// Forgets a loaded component; the next load reads the compile cache again.
+    /// Forgets a loaded component (for every metering); the next load reads the compile
+    /// cache again.
     pub fn unload(&self, hash: &str) {
-        self.loaded.lock().recover().remove(hash);
+        self.loaded
+            .lock()
+            .recover()
+            .retain(|(_, loaded), _| loaded != hash);
     }
 
     /// Checks an installation's grants against the component's imports: deny by
@@ -292,8 +387,9 @@ impl Sandbox {
         let started = Instant::now();
         let limits = &invocation.limits;
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+        // The extension's own engine: the one its code was compiled for.
         let mut store = Store::new(
-            &self.engine,
+            extension.pre.engine(),
             CallState {
                 scope: invocation.scope.clone(),
                 grants: invocation.grants.clone(),
@@ -310,7 +406,7 @@ impl Sandbox {
         // Held to the end of the call: the tenant's running calls and fuel budget.
         let permit = self.quotas.admit(&invocation.scope.tenant);
         let budget_left = permit.as_ref().ok().and_then(Permit::fuel_left);
-        let fuel_given = self.config.fuel.then(|| {
+        let fuel_given = (extension.metering == Metering::Fuel).then(|| {
             limits
                 .fuel
                 .unwrap_or(u64::MAX)

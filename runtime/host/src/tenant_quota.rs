@@ -24,6 +24,18 @@ pub struct TenantQuota {
     /// Fuel one tenant may use per minute, over all its calls; `None` for no budget.
     /// A call never gets more fuel than what is left of its tenant's budget.
     pub fuel_per_minute: Option<u64>,
+    /// Whether this tenant's calls count fuel (`Limits::fuel`, `fuel_per_minute`,
+    /// `FUEL_EXHAUSTED`, a receipt's `fuel_used`). Off, its code is compiled without fuel
+    /// checks and CPU-bound work runs faster (measured in docs/BENCHMARKS.md); the deadline
+    /// still stops every call, so its CPU is bounded by `concurrent_calls` × the calls'
+    /// timeouts instead of a budget. A sandbox built without fuel counts none for anyone.
+    #[serde(default = "metered")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
+    pub fuel_metering: bool,
+}
+
+fn metered() -> bool {
+    true
 }
 
 impl Default for TenantQuota {
@@ -32,7 +44,28 @@ impl Default for TenantQuota {
             concurrent_calls: 16,
             // About one core busy for the whole minute.
             fuel_per_minute: Some(60_000_000_000),
+            fuel_metering: true,
         }
+    }
+}
+
+impl TenantQuota {
+    /// Refuses a quota that cannot be applied as written.
+    pub fn validate(&self) -> Result<(), PlinthError> {
+        if self.concurrent_calls == 0 {
+            return Err(PlinthError::new(
+                ErrorCode::InvalidRequest,
+                "concurrent_calls must be at least 1",
+            ));
+        }
+        if !self.fuel_metering && self.fuel_per_minute.is_some() {
+            // Well formed, and contradictory: a value refused, as a zero limit is.
+            return Err(PlinthError::new(
+                ErrorCode::InvalidValue,
+                "fuel_per_minute needs fuel_metering: set it to null, or turn fuel metering on",
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -268,9 +268,11 @@ function TenantRow({ tenant, navigate, onChanged }) {
       <td>
         ${quota
           ? html`<span class="op-nowrap">${count(quota.concurrent_calls)} calls</span>
-              <span class="op-nowrap">${quota.fuel_per_minute == null
-                ? "no fuel budget"
-                : html`<${Big} n=${quota.fuel_per_minute} /> fuel/min`}</span>
+              <span class="op-nowrap">${quota.fuel_metering === false
+                ? "fuel not counted"
+                : quota.fuel_per_minute == null
+                  ? "no fuel budget"
+                  : html`<${Big} n=${quota.fuel_per_minute} /> fuel/min`}</span>
               <span class=${"badge " + (detail.own_quota ? "ok" : "muted")}>${detail.own_quota ? "own" : "default"}</span>`
           : error
             ? html`<span class="op-error-text" title=${error.message || ""}>${error.code || "error"}</span>`
@@ -327,6 +329,7 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
   const [calls, setCalls] = useState(String(quota?.concurrent_calls ?? 16));
   const [fuel, setFuel] = useState(quota?.fuel_per_minute == null ? "" : String(quota.fuel_per_minute));
   const [unlimited, setUnlimited] = useState(quota != null && quota.fuel_per_minute == null);
+  const [metered, setMetered] = useState(quota?.fuel_metering !== false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const first = useRef(null);
@@ -351,14 +354,14 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
       return;
     }
     let f = null;
-    if (!unlimited) {
+    if (metered && !unlimited) {
       f = Number(fuel);
       if (fuel.trim() === "" || !Number.isSafeInteger(f) || f < 1) {
         setError({ code: "INVALID_VALUE", message: "fuel per minute must be a whole number of at least 1, or tick “No fuel budget”" });
         return;
       }
     }
-    put({ concurrent_calls: n, fuel_per_minute: f }, `The quota of ${tenant} is set.`);
+    put({ concurrent_calls: n, fuel_per_minute: f, fuel_metering: metered }, `The quota of ${tenant} is set.`);
   };
   return html`
     <form class="op-form op-inline-panel" onSubmit=${submit} onKeyDown=${(e) => e.key === "Escape" && onCancel()}>
@@ -377,14 +380,22 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
           <div class="op-field">
             <label for=${base + "-fuel"}>Fuel per minute</label>
             <input id=${base + "-fuel"} class="op-input" type="number" inputmode="numeric" min="1" step="1"
-              disabled=${unlimited} required=${!unlimited} value=${fuel} aria-describedby=${base + "-fuel-hint"}
+              disabled=${unlimited || !metered} required=${metered && !unlimited} value=${fuel}
+              aria-describedby=${base + "-fuel-hint"}
               onInput=${(e) => setFuel(e.currentTarget.value)} />
             <span id=${base + "-fuel-hint"} class="op-hint">About 1,000,000,000 per second of one busy core.</span>
           </div>
           <div class="op-field op-check">
-            <input id=${base + "-unlimited"} type="checkbox" checked=${unlimited}
+            <input id=${base + "-unlimited"} type="checkbox" checked=${unlimited || !metered} disabled=${!metered}
               onChange=${(e) => setUnlimited(e.currentTarget.checked)} />
             <label for=${base + "-unlimited"}>No fuel budget</label>
+          </div>
+          <div class="op-field op-check">
+            <input id=${base + "-metered"} type="checkbox" checked=${metered} aria-describedby=${base + "-metered-hint"}
+              onChange=${(e) => setMetered(e.currentTarget.checked)} />
+            <label for=${base + "-metered"}>Count fuel</label>
+            <span id=${base + "-metered-hint"} class="op-hint">Off: faster CPU-bound code, no fuel limit or
+              budget; the time limit still stops every call.</span>
           </div>
         </div>
         <div class="op-buttons">

@@ -243,7 +243,10 @@ impl Calls {
                 ),
             ));
         }
-        let extension = self.components.extension(&installation.component).await?;
+        let extension = self
+            .components
+            .extension(&installation.component, &installation.tenant)
+            .await?;
         let invocation = Invocation {
             scope: Scope::new(&installation.tenant, &installation.id)?,
             grants: installation.grants.clone(),

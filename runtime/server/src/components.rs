@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use plinth_host::lock::Recover;
 use plinth_host::{
-    ErrorCode, Extension, Grants, Invocation, Limits, PlinthError, Sandbox, Scope, component_hash,
+    ErrorCode, Extension, Grants, Invocation, Limits, Metering, PlinthError, Sandbox, Scope,
+    component_hash,
 };
 use serde::Serialize;
 use tokio::sync::Semaphore;
@@ -87,8 +88,11 @@ impl Components {
         // An upload that finds every slot busy is told to come back (`RATE_LIMITED`):
         // its client holds a body the node should not keep waiting.
         let deadline = tokio::time::Instant::now() + self.bounds.timeout;
+        // Compiled for the engine the tenant's calls run on, so its first call does not
+        // compile it again.
+        let metering = self.sandbox.metering_of(tenant);
         let extension = self
-            .compile(bytes.clone(), Admission::Now, deadline)
+            .compile(bytes.clone(), metering, Admission::Now, deadline)
             .await?;
         // Not the time this upload waited: a hit in the shared compile cache would tell
         // that someone uploaded these bytes before.
@@ -138,20 +142,22 @@ impl Components {
         })
     }
 
-    /// The loaded extension of a stored component; compiled (or read from the compile
-    /// cache) on its first use on this node, under the same slots and timeout as an
-    /// upload. Calls racing on a cold node wait for one compilation of the version (up
-    /// to the compile timeout), which holds its turn until it ends, a timed-out one too.
-    pub async fn extension(&self, hash: &str) -> Result<Arc<Extension>, PlinthError> {
-        if let Some(found) = self.sandbox.loaded(hash) {
+    /// The loaded extension of a stored component, for the calls of `tenant` (loaded for
+    /// its metering); compiled (or read from the compile cache) on its first use on this
+    /// node, under the same slots and timeout as an upload. Calls racing on a cold node
+    /// wait for one compilation of the version (up to the compile timeout), which holds
+    /// its turn until it ends, a timed-out one too.
+    pub async fn extension(&self, hash: &str, tenant: &str) -> Result<Arc<Extension>, PlinthError> {
+        let metering = self.sandbox.metering_of(tenant);
+        if let Some(found) = self.sandbox.loaded(hash, metering) {
             return Ok(found);
         }
         let deadline = tokio::time::Instant::now() + self.bounds.timeout;
-        let turn = Turn::take(&self.loading, hash);
+        let turn = Turn::take(&self.loading, &format!("{}:{hash}", metering.as_str()));
         let mine = tokio::time::timeout_at(deadline, turn.lock().lock_owned())
             .await
             .map_err(|_| self.timed_out())?;
-        if let Some(found) = self.sandbox.loaded(hash) {
+        if let Some(found) = self.sandbox.loaded(hash, metering) {
             return Ok(found);
         }
         // Compiled before on this node (before a restart too): the artifact is mapped,
@@ -159,7 +165,7 @@ impl Components {
         // component, so not under the compile slots.
         let sandbox = self.sandbox.clone();
         let wanted = hash.to_owned();
-        let cached = tokio::task::spawn_blocking(move || sandbox.load_cached(&wanted))
+        let cached = tokio::task::spawn_blocking(move || sandbox.load_cached(&wanted, metering))
             .await
             .map_err(|join| {
                 PlinthError::new(ErrorCode::Internal, format!("loading failed: {join}"))
@@ -168,8 +174,13 @@ impl Components {
             return Ok(found);
         }
         let bytes = self.registry.blob(hash).await?;
-        self.compile(Arc::new(bytes), Admission::Wait(mine, turn), deadline)
-            .await
+        self.compile(
+            Arc::new(bytes),
+            metering,
+            Admission::Wait(mine, turn),
+            deadline,
+        )
+        .await
     }
 
     fn timed_out(&self) -> PlinthError {
@@ -189,6 +200,7 @@ impl Components {
     async fn compile(
         &self,
         bytes: Arc<Vec<u8>>,
+        metering: Metering,
         admission: Admission,
         deadline: tokio::time::Instant,
     ) -> Result<Arc<Extension>, PlinthError> {
@@ -217,7 +229,7 @@ impl Components {
         let sandbox = self.sandbox.clone();
         let _running = self.metrics.compile_started();
         let work = tokio::task::spawn_blocking(move || {
-            let loaded = sandbox.load(&bytes);
+            let loaded = sandbox.load_for(&bytes, metering);
             // The slot, then the version's guard, then its turn (the turn's cleanup
             // counts who still holds the version).
             drop(permit);
@@ -247,7 +259,7 @@ enum Admission {
     Wait(tokio::sync::OwnedMutexGuard<()>, Turn),
 }
 
-/// One version's turn to be loaded: calls wanting the same version queue on its mutex.
+/// One version's turn to be loaded (per metering): calls wanting the same version queue on its mutex.
 /// The entry leaves the map with the last turn, whether it finished, timed out (its
 /// compilation then ends the turn) or was dropped.
 struct Turn {

@@ -444,6 +444,9 @@ impl ServerConfig {
 
     fn validate(&self) -> Result<(), PlinthError> {
         self.default_limits.validate()?;
+        self.tenant_quota
+            .validate()
+            .map_err(|e| invalid(format!("tenant_quota: {}", e.message)))?;
         if self.http.compile_slots == 0
             || self.http.upload_slots == 0
             || self.http.upload_slots_per_tenant == 0

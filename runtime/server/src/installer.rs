@@ -361,7 +361,7 @@ impl Installer {
     ) -> Result<Installation, PlinthError> {
         check_id("installation", &request.id)?;
         let version = self.named_component(tenant, &request.component).await?;
-        let extension = self.components.extension(&version.hash).await?;
+        let extension = self.components.extension(&version.hash, tenant).await?;
         let grants = match &request.grants {
             Some(list) => list.grants()?,
             None => Grants::none(),
@@ -402,9 +402,12 @@ impl Installer {
         request: UpgradeRequest,
     ) -> Result<(PermissionDiff, Installation), PlinthError> {
         let mut installation = self.registry.installation(tenant, id).await?;
-        let old = self.components.extension(&installation.component).await?;
+        let old = self
+            .components
+            .extension(&installation.component, tenant)
+            .await?;
         let version = self.named_component(tenant, &request.component).await?;
-        let new = self.components.extension(&version.hash).await?;
+        let new = self.components.extension(&version.hash, tenant).await?;
         let names = |caps: Vec<plinth_host::Capability>| -> Vec<String> {
             caps.iter().map(|c| c.to_string()).collect()
         };

@@ -69,11 +69,8 @@ impl Tenants {
         tenant: &str,
         quota: Option<TenantQuota>,
     ) -> Result<TenantQuota, PlinthError> {
-        if quota.as_ref().is_some_and(|q| q.concurrent_calls == 0) {
-            return Err(PlinthError::new(
-                ErrorCode::InvalidRequest,
-                "concurrent_calls must be at least 1",
-            ));
+        if let Some(quota) = &quota {
+            quota.validate()?;
         }
         self.registry.set_quota(tenant, quota.as_ref()).await?;
         let quotas = self.sandbox.tenant_quotas();

@@ -3,8 +3,8 @@
 //! linker with WASI and every capability.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::Linker;
@@ -13,6 +13,7 @@ use wasmtime::{Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationCon
 use crate::capability::{broadcast, cache, db, log};
 use crate::error::{ErrorCode, PlinthError};
 use crate::limits::{MAX_MEMORY_BYTES, SLOT_INSTANCES, SLOT_MEMORIES, SLOT_TABLES};
+use crate::lock::Recover;
 use crate::state::CallState;
 use crate::tenant_quota::TenantQuota;
 
@@ -65,16 +66,35 @@ impl Default for SandboxConfig {
     }
 }
 
+/// Whether a call counts fuel. Fuel checks are compiled into the code, so each kind has
+/// its own engine, and a component is loaded once per kind it runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Metering {
+    /// Fuel counted: `Limits::fuel`, the tenant's fuel budget and `fuel_used` apply.
+    Fuel,
+    /// No fuel counted; the deadline (epoch interruption) still stops the call.
+    Off,
+}
+
+impl Metering {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Metering::Fuel => "fuel",
+            Metering::Off => "off",
+        }
+    }
+}
+
 pub(crate) fn internal(context: &str) -> impl Fn(wasmtime::Error) -> PlinthError + '_ {
     move |e| PlinthError::new(ErrorCode::Internal, format!("{context}: {e:#}"))
 }
 
-/// Builds the engine: pooling allocator, epoch interruption, optional fuel.
-pub(crate) fn engine(config: &SandboxConfig) -> Result<Engine, PlinthError> {
+/// Builds an engine: pooling allocator, epoch interruption, fuel if `fuel`.
+pub(crate) fn engine(config: &SandboxConfig, fuel: bool) -> Result<Engine, PlinthError> {
     let mut wasm = wasmtime::Config::new();
     wasm.wasm_component_model(true)
         .epoch_interruption(config.epoch)
-        .consume_fuel(config.fuel)
+        .consume_fuel(fuel)
         .max_wasm_stack(config.max_wasm_stack)
         .async_stack_size(config.max_wasm_stack + (1 << 20));
     let n = config.pool_instances;
@@ -137,26 +157,35 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<CallState>, PlinthError> 
     Ok(linker)
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread of its own; stops it
-/// when dropped.
+/// Advances the epoch of a sandbox's engines every [`EPOCH_TICK`] on one thread of its
+/// own; stops it when dropped.
 pub(crate) struct EpochTicker {
     stop: Arc<AtomicBool>,
+    engines: Arc<Mutex<Vec<Engine>>>,
 }
 
 impl EpochTicker {
     pub(crate) fn start(engine: &Engine) -> Result<Self, PlinthError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (engine, flag) = (engine.clone(), stop.clone());
+        let engines = Arc::new(Mutex::new(vec![engine.clone()]));
+        let (ticking, flag) = (engines.clone(), stop.clone());
         std::thread::Builder::new()
             .name("plinth-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    engine.increment_epoch();
+                    for engine in ticking.lock().recover().iter() {
+                        engine.increment_epoch();
+                    }
                 }
             })
             .map_err(|e| PlinthError::new(ErrorCode::Internal, format!("epoch thread: {e}")))?;
-        Ok(EpochTicker { stop })
+        Ok(EpochTicker { stop, engines })
+    }
+
+    /// Advances `engine`'s epoch too, from the next tick on.
+    pub(crate) fn drive(&self, engine: &Engine) {
+        self.engines.lock().recover().push(engine.clone());
     }
 }
 

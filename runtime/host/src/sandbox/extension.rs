@@ -12,6 +12,7 @@ use crate::compile_cache::CodeSource;
 use crate::contract::{self, handler_exports, manifest_exports, widget_exports};
 use crate::error::{ErrorCode, PlinthError};
 use crate::grant::Capability;
+use crate::sandbox::engine::Metering;
 use crate::state::CallState;
 use crate::wasi::{ImportKind, classify_import, removal_hint};
 
@@ -61,6 +62,8 @@ pub struct Extension {
     pub imports: Vec<Import>,
     pub exports: Vec<String>,
     pub code: CodeSource,
+    /// Whether calls of this load count fuel (its code was compiled for that engine).
+    pub metering: Metering,
     pub load_time: Duration,
     /// Worked out once: every call checks its grants against them.
     capabilities: Vec<Capability>,
@@ -81,6 +84,7 @@ impl Extension {
         component: Component,
         hash: String,
         code: CodeSource,
+        metering: Metering,
         started: Instant,
     ) -> Result<Extension, PlinthError> {
         let label = format!("component sha256:{}", &hash[..12]);
@@ -171,6 +175,7 @@ impl Extension {
             imports,
             exports,
             code,
+            metering,
             load_time: started.elapsed(),
             pre,
             manifest,

@@ -132,7 +132,8 @@ pub struct QuotaView {
 /// Sets a tenant's quota, or `null` for the server's default.
 #[utoipa::path(put, path = "/tenants/{tenant}/quota", tag = "tenants", params(TenantPath),
     request_body(content = Option<TenantQuota>, description = "The tenant's own quota, or null"),
-    responses((status = 200, description = "The quota that now applies", body = QuotaView)))]
+    responses((status = 200, description = "The quota that now applies", body = QuotaView),
+              (status = 422, description = "INVALID_VALUE: a fuel budget with fuel metering off", body = plinth_host::PlinthError)))]
 pub async fn put_quota(
     State(app): State<Arc<App>>,
     _: Operator,
