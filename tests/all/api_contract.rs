@@ -149,7 +149,8 @@ async fn bodies_are_read_as_the_document_says() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["quota"],
-        json!({"concurrent_calls": 4, "fuel_per_minute": 1_000_000_000u64, "fuel_metering": true})
+        json!({"concurrent_calls": 4, "fuel_per_minute": 1_000_000_000u64, "fuel_metering": true,
+               "installations": 1000})
     );
     for (bad, at) in [
         (json!([4, 1_000_000]), "/"),

@@ -158,6 +158,23 @@ async fn a_stored_version_loads_by_hash_from_the_cache_alone() {
             .contains("Restarted"),
         "the cached code renders"
     );
+
+    // The code compiled for calls that count no fuel is kept beside it and found again.
+    assert!(
+        restarted
+            .load_cached(&hash, Metering::Off)
+            .unwrap()
+            .is_none()
+    );
+    restarted.load_for(&hello, Metering::Off).unwrap();
+    let again = sandbox_on(dir.path())
+        .load_cached(&hash, Metering::Off)
+        .unwrap()
+        .expect("cached without fuel");
+    assert_eq!(
+        (again.code, again.metering),
+        (CodeSource::Cached, Metering::Off)
+    );
     assert!(
         std::sync::Arc::ptr_eq(
             &extension,

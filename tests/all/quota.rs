@@ -19,7 +19,7 @@ async fn a_tenant_cannot_run_more_calls_at_once_than_its_quota() {
     let quota = TenantQuota {
         concurrent_calls: 2,
         fuel_per_minute: None,
-        fuel_metering: true,
+        ..TenantQuota::default()
     };
     let test = sandbox_with(SandboxConfig {
         tenant_quota: quota,
@@ -89,7 +89,7 @@ async fn a_tenant_cannot_burn_more_fuel_per_minute_than_its_budget() {
     let quota = TenantQuota {
         concurrent_calls: 16,
         fuel_per_minute: Some(per_call * 5 / 2),
-        fuel_metering: true,
+        ..TenantQuota::default()
     };
     let test = sandbox_with(SandboxConfig {
         tenant_quota: quota,
@@ -145,9 +145,9 @@ async fn a_tenant_without_fuel_metering_is_still_stopped_at_its_deadline() {
     quotas.set(
         "free",
         Some(TenantQuota {
-            concurrent_calls: 16,
             fuel_per_minute: None,
             fuel_metering: false,
+            ..TenantQuota::default()
         }),
     );
     assert_eq!(test.sandbox.metering_of("free"), Metering::Off);
@@ -155,9 +155,12 @@ async fn a_tenant_without_fuel_metering_is_still_stopped_at_its_deadline() {
     let bytes = guest("tests/guests/hostile");
     let unmetered = test
         .sandbox
-        .load_for(&bytes, Metering::Off)
+        .load_for(&bytes, test.sandbox.metering_of("free"))
         .expect("loads without fuel");
-    let metered = test.sandbox.load(&bytes).expect("loads with fuel");
+    let metered = test
+        .sandbox
+        .load_for(&bytes, test.sandbox.metering_of("metered"))
+        .expect("loads with fuel");
     assert_eq!(
         (unmetered.metering, metered.metering),
         (Metering::Off, Metering::Fuel)
@@ -177,14 +180,17 @@ async fn a_tenant_without_fuel_metering_is_still_stopped_at_its_deadline() {
     };
 
     let started = Instant::now();
-    let free = test
-        .sandbox
-        .call(
+    // Bounded here too: a deadline that never fired would otherwise hang the test.
+    let free = tokio::time::timeout(
+        Duration::from_secs(10),
+        test.sandbox.call(
             &unmetered,
             &invocation("free", Grants::all(), limits.clone()),
             spin.clone(),
-        )
-        .await;
+        ),
+    )
+    .await
+    .expect("the deadline stops the loop");
     let took = started.elapsed();
     let error = free
         .outcome_json()
@@ -234,9 +240,9 @@ async fn a_tenant_without_fuel_metering_is_still_stopped_at_its_deadline() {
 #[test]
 fn a_quota_without_fuel_metering_has_no_fuel_budget() {
     let quota = TenantQuota {
-        concurrent_calls: 4,
         fuel_per_minute: Some(1_000),
         fuel_metering: false,
+        ..TenantQuota::default()
     };
     let error = quota.validate().unwrap_err();
     assert_eq!(error.code, ErrorCode::InvalidValue);
@@ -245,6 +251,31 @@ fn a_quota_without_fuel_metering_has_no_fuel_budget() {
         serde_json::from_value(json!({"concurrent_calls": 4, "fuel_per_minute": null})).unwrap();
     assert!(
         stored.fuel_metering,
-        "a quota stored before the field counts fuel"
+        "a quota stored before the fields counts fuel"
     );
+    assert_eq!(stored.installations, TenantQuota::default().installations);
+}
+
+/// Without an epoch deadline fuel is all that stops a loop, so such a sandbox counts fuel
+/// for every tenant, whatever its quota says.
+#[tokio::test]
+async fn without_epochs_every_tenant_counts_fuel() {
+    let test = sandbox_with(SandboxConfig {
+        epoch: false,
+        ..SandboxConfig::default()
+    });
+    test.sandbox.tenant_quotas().set(
+        "free",
+        Some(TenantQuota {
+            fuel_per_minute: None,
+            fuel_metering: false,
+            ..TenantQuota::default()
+        }),
+    );
+    assert_eq!(test.sandbox.metering_of("free"), Metering::Fuel);
+    let hello = test
+        .sandbox
+        .load_for(&guest("extensions/hello-metric"), Metering::Off)
+        .unwrap();
+    assert_eq!(hello.metering, Metering::Fuel);
 }

@@ -1608,7 +1608,9 @@ async fn an_operator_turns_fuel_metering_off_for_one_tenant() {
         "compiled once more, for the engine without fuel"
     );
     let started = std::time::Instant::now();
-    let (status, body) = render("spin").await;
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), render("spin"))
+        .await
+        .expect("the deadline stops the loop");
     assert_eq!(
         (status, body["code"].as_str()),
         (504, Some("EXECUTION_TIMEOUT")),
@@ -1640,7 +1642,8 @@ async fn an_operator_turns_fuel_metering_off_for_one_tenant() {
         .await;
     assert_eq!(
         body["quota"],
-        json!({"concurrent_calls": 8, "fuel_per_minute": null, "fuel_metering": false}),
+        json!({"concurrent_calls": 8, "fuel_per_minute": null, "fuel_metering": false,
+               "installations": 1000}),
         "a refused quota changes nothing"
     );
 
@@ -1652,4 +1655,155 @@ async fn an_operator_turns_fuel_metering_off_for_one_tenant() {
     assert!(body["receipt"]["fuel_used"].as_u64().unwrap() > 0, "{body}");
     assert_eq!(loads().await, compiled + 1, "the metered load was kept");
     server.stop().await;
+}
+
+/// A tenant has at most its quota's number of installations: one more is refused with
+/// `CONFLICT` and writes nothing, installs racing for the last place get one of them,
+/// uninstalling makes room, and another tenant is untouched.
+async fn installations_are_capped_per_tenant(server: TestServer) {
+    let (tenant, other) = unique_tenants();
+    let (admin, _) = server.tenant(&tenant).await;
+    let (status, uploaded) = server
+        .upload(&tenant, &admin, guest("extensions/hello-metric"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+    let install = |id: &'static str| {
+        let (server, path, admin, hash) = (&server, &path, &admin, &uploaded["hash"]);
+        async move {
+            server
+                .json(
+                    "POST",
+                    path,
+                    admin,
+                    json!({"id": id, "component": hash, "grants": "log"}),
+                )
+                .await
+        }
+    };
+    let (status, body) = server
+        .json(
+            "PUT",
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            &server.operator,
+            json!({"concurrent_calls": 16, "fuel_per_minute": null, "installations": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["quota"]["installations"], 2, "{body}");
+
+    for id in ["one", "two"] {
+        let (status, body) = install(id).await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = install("three").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("CONFLICT")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("quota"),
+        "{body}"
+    );
+    let (_, listed) = server.get(&path, &admin).await;
+    assert_eq!(listed["installations"].as_array().unwrap().len(), 2);
+
+    let (status, _) = server
+        .send("DELETE", &format!("{path}/two"), Some(&admin), None)
+        .await;
+    assert_eq!(status, 204);
+    let racing =
+        futures_util::future::join_all(["three", "four", "five", "six"].map(install)).await;
+    let statuses: Vec<u16> = racing.iter().map(|(status, _)| *status).collect();
+    assert_eq!(
+        (
+            statuses.iter().filter(|s| **s == 201).count(),
+            statuses.iter().filter(|s| **s == 409).count()
+        ),
+        (1, 3),
+        "one place, four installs: {racing:?}"
+    );
+    let (_, listed) = server.get(&path, &admin).await;
+    assert_eq!(listed["installations"].as_array().unwrap().len(), 2);
+
+    // Another tenant has the default quota.
+    let (other_admin, _) = server.tenant(&other).await;
+    let (status, body) = server
+        .get(&format!("/api/v1/tenants/{other}"), &server.operator)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["quota"]["installations"], 1000, "{body}");
+    let (status, uploaded) = server
+        .upload(&other, &other_admin, guest("extensions/hello-metric"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    for id in ["one", "two", "three"] {
+        let (status, body) = server
+            .json(
+                "POST",
+                &format!("/api/v1/tenants/{other}/installations"),
+                &other_admin,
+                json!({"id": id, "component": uploaded["hash"], "grants": "log"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn installations_are_capped_per_tenant_embedded() {
+    installations_are_capped_per_tenant(TestServer::start(|_| {}).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn installations_are_capped_per_tenant_redis_postgres() {
+    let schema = unique_schema();
+    installations_are_capped_per_tenant(TestServer::start(|c| real_services(c, &schema)).await)
+        .await;
+}
+
+/// A quota set through one node applies on another node sharing the metadata database
+/// within a few refreshes, and so does going back to the default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_quota_set_on_one_node_applies_on_the_others() {
+    let schema = unique_schema();
+    let one = TestServer::start(|c| real_services(c, &schema)).await;
+    let two = TestServer::start(|c| real_services(c, &schema)).await;
+    let (tenant, _) = unique_tenants();
+    one.tenant(&tenant).await;
+    let seen_on_two = |calls: usize, metered: bool| {
+        let (two, tenant) = (&two, &tenant);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let quota = two.server().app.sandbox.tenant_quotas().quota_of(tenant);
+                if (quota.concurrent_calls, quota.fuel_metering) == (calls, metered) {
+                    return;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "node two still has {quota:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let quota = format!("/api/v1/tenants/{tenant}/quota");
+    let (status, body) = one
+        .json(
+            "PUT",
+            &quota,
+            &one.operator,
+            json!({"concurrent_calls": 3, "fuel_per_minute": null, "fuel_metering": false}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    seen_on_two(3, false).await;
+    let (status, body) = one.send("PUT", &quota, Some(&one.operator), None).await;
+    assert_eq!(status, 200, "{body}");
+    seen_on_two(16, true).await;
+    one.stop().await;
+    two.stop().await;
 }

@@ -143,29 +143,31 @@ impl Sandbox {
         &self.main.engine
     }
 
-    /// How `tenant`'s calls are metered now: its quota's `fuel_metering`, in a sandbox
-    /// that counts fuel at all.
+    /// How `tenant`'s calls are metered now: its quota's `fuel_metering`, as far as this
+    /// sandbox allows.
     pub fn metering_of(&self, tenant: &str) -> Metering {
-        if self.config.fuel && self.quotas.quota_of(tenant).fuel_metering {
+        self.effective(if self.quotas.quota_of(tenant).fuel_metering {
             Metering::Fuel
         } else {
             Metering::Off
-        }
+        })
     }
 
-    /// What `metering` comes to in this sandbox: no fuel anywhere if it counts none.
+    /// What `metering` comes to in this sandbox: no fuel anywhere if it counts none, and
+    /// fuel always if it has no epoch deadline (fuel is then all that stops a loop).
     fn effective(&self, metering: Metering) -> Metering {
-        if self.config.fuel {
-            metering
-        } else {
-            Metering::Off
+        match (self.config.fuel, self.config.epoch) {
+            (false, _) => Metering::Off,
+            (true, false) => Metering::Fuel,
+            (true, true) => metering,
         }
     }
 
     /// The engine and linker calls of `metering` run on.
     fn runtime(&self, metering: Metering) -> Result<&Runtime, PlinthError> {
-        // A sandbox without fuel has one engine, which counts none.
-        if metering == Metering::Fuel || !self.config.fuel {
+        // The engine of the configuration is the one, unless it counts fuel and this
+        // call is to count none.
+        if self.effective(metering) == Metering::Fuel || !self.config.fuel {
             return Ok(&self.main);
         }
         if let Some(runtime) = self.unmetered.get() {

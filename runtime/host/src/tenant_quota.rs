@@ -32,10 +32,23 @@ pub struct TenantQuota {
     #[serde(default = "metered")]
     #[cfg_attr(feature = "openapi", schema(default = true))]
     pub fuel_metering: bool,
+    /// Installations the tenant may have; one more is refused with `CONFLICT` (uninstall
+    /// one first). Each costs its node memory (its recent receipts, its remembered copy)
+    /// and, if it ticks, scheduler time.
+    #[serde(default = "installations")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(default = 1000, minimum = 1, maximum = 1_000_000)
+    )]
+    pub installations: u32,
 }
 
 fn metered() -> bool {
     true
+}
+
+fn installations() -> u32 {
+    1_000
 }
 
 impl Default for TenantQuota {
@@ -45,6 +58,7 @@ impl Default for TenantQuota {
             // About one core busy for the whole minute.
             fuel_per_minute: Some(60_000_000_000),
             fuel_metering: true,
+            installations: installations(),
         }
     }
 }
@@ -52,10 +66,10 @@ impl Default for TenantQuota {
 impl TenantQuota {
     /// Refuses a quota that cannot be applied as written.
     pub fn validate(&self) -> Result<(), PlinthError> {
-        if self.concurrent_calls == 0 {
+        if self.concurrent_calls == 0 || self.installations == 0 {
             return Err(PlinthError::new(
                 ErrorCode::InvalidRequest,
-                "concurrent_calls must be at least 1",
+                "concurrent_calls and installations must be at least 1",
             ));
         }
         if !self.fuel_metering && self.fuel_per_minute.is_some() {
@@ -101,6 +115,10 @@ impl TenantQuotas {
 
     fn usage(&self, tenant: &str) -> Arc<Usage> {
         let mut tenants = self.tenants.lock().recover();
+        // Looked up on every call: the tenant's name is copied only the first time.
+        if let Some(usage) = tenants.get(tenant) {
+            return usage.clone();
+        }
         tenants.entry(tenant.to_owned()).or_default().clone()
     }
 

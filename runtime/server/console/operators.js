@@ -330,6 +330,7 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
   const [fuel, setFuel] = useState(quota?.fuel_per_minute == null ? "" : String(quota.fuel_per_minute));
   const [unlimited, setUnlimited] = useState(quota != null && quota.fuel_per_minute == null);
   const [metered, setMetered] = useState(quota?.fuel_metering !== false);
+  const [installations, setInstallations] = useState(String(quota?.installations ?? 1000));
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState(null);
   const first = useRef(null);
@@ -353,6 +354,11 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
       setError({ code: "INVALID_VALUE", message: "concurrent calls must be a whole number from 1 to 1,000,000" });
       return;
     }
+    const m = Number(installations);
+    if (!Number.isSafeInteger(m) || m < 1 || m > 1_000_000) {
+      setError({ code: "INVALID_VALUE", message: "installations must be a whole number from 1 to 1,000,000" });
+      return;
+    }
     let f = null;
     if (metered && !unlimited) {
       f = Number(fuel);
@@ -361,7 +367,8 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
         return;
       }
     }
-    put({ concurrent_calls: n, fuel_per_minute: f, fuel_metering: metered }, `The quota of ${tenant} is set.`);
+    put({ concurrent_calls: n, fuel_per_minute: f, fuel_metering: metered, installations: m },
+      `The quota of ${tenant} is set.`);
   };
   return html`
     <form class="op-form op-inline-panel" onSubmit=${submit} onKeyDown=${(e) => e.key === "Escape" && onCancel()}>
@@ -369,13 +376,20 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
         <legend>Quota of ${tenant}</legend>
         <p class="op-hint">
           ${detail?.own_quota ? "This tenant has its own quota. " : "This tenant has the server's default quota. "}
-          Calls over the limit and fuel over the budget are refused with <code>QUOTA_EXCEEDED</code>.
+          Calls over the limit and fuel over the budget are refused with <code>QUOTA_EXCEEDED</code>; an
+          installation past the tenant's number with <code>CONFLICT</code>.
         </p>
         <div class="op-fields">
           <div class="op-field">
             <label for=${base + "-calls"}>Concurrent calls</label>
             <input id=${base + "-calls"} ref=${first} class="op-input" type="number" inputmode="numeric" required
               min="1" max="1000000" step="1" value=${calls} onInput=${(e) => setCalls(e.currentTarget.value)} />
+          </div>
+          <div class="op-field">
+            <label for=${base + "-installations"}>Installations</label>
+            <input id=${base + "-installations"} class="op-input" type="number" inputmode="numeric" required
+              min="1" max="1000000" step="1" value=${installations}
+              onInput=${(e) => setInstallations(e.currentTarget.value)} />
           </div>
           <div class="op-field">
             <label for=${base + "-fuel"}>Fuel per minute</label>
@@ -392,7 +406,12 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
           </div>
           <div class="op-field op-check">
             <input id=${base + "-metered"} type="checkbox" checked=${metered} aria-describedby=${base + "-metered-hint"}
-              onChange=${(e) => setMetered(e.currentTarget.checked)} />
+              onChange=${(e) => {
+                const on = e.currentTarget.checked;
+                setMetered(on);
+                // Counting fuel again: offer a budget rather than silently keep none.
+                if (on && quota?.fuel_metering === false) setUnlimited(false);
+              }} />
             <label for=${base + "-metered"}>Count fuel</label>
             <span id=${base + "-metered-hint"} class="op-hint">Off: faster CPU-bound code, no fuel limit or
               budget; the time limit still stops every call.</span>

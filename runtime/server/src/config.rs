@@ -614,4 +614,29 @@ queue_messages = 8
         .unwrap_err();
         assert_eq!(error.code, ErrorCode::InvalidRequest);
     }
+
+    #[test]
+    fn the_default_tenant_quota_is_checked() {
+        let dir = std::env::temp_dir().join(format!("plinth-quota-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("plinth.toml");
+        let quota = "[tenant_quota]\nconcurrent_calls = 8\nfuel_metering = false\n";
+        std::fs::write(&file, quota).unwrap();
+        let config = ServerConfig::load(Some(&file), |_| None).unwrap();
+        let expected = (8, None, false, 1_000);
+        let q = &config.tenant_quota;
+        assert_eq!(
+            (
+                q.concurrent_calls,
+                q.fuel_per_minute,
+                q.fuel_metering,
+                q.installations
+            ),
+            expected
+        );
+        std::fs::write(&file, format!("{quota}fuel_per_minute = 1000\n")).unwrap();
+        let error = ServerConfig::load(Some(&file), |_| None).unwrap_err();
+        assert!(error.message.contains("tenant_quota"), "{}", error.message);
+        assert!(error.message.contains("fuel_metering"), "{}", error.message);
+    }
 }

@@ -208,6 +208,9 @@ pub struct Installer {
     default_limits: Limits,
     /// The scheduler's shortest tick interval.
     min_tick_interval: Duration,
+    /// Held from counting a tenant's installations to writing a new one, so installs
+    /// racing on this node cannot pass the tenant's quota together.
+    counting: tokio::sync::Mutex<()>,
 }
 
 impl Installer {
@@ -228,6 +231,7 @@ impl Installer {
             calls,
             default_limits,
             min_tick_interval,
+            counting: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -375,6 +379,17 @@ impl Installer {
         let config = request.config.unwrap_or_else(|| json!({}));
         self.validate_config(&version, &config)?;
         let now = now_ms();
+        let tick_interval_ms = self.tick_interval(&version, request.tick_interval_ms)?;
+        let _counting = self.counting.lock().await;
+        let quota = self.sandbox.tenant_quotas().quota_of(tenant).installations;
+        if self.registry.installation_count(tenant).await? >= u64::from(quota) {
+            return Err(PlinthError::new(
+                ErrorCode::Conflict,
+                format!(
+                    "tenant {tenant} has {quota} installations, its quota; uninstall one first"
+                ),
+            ));
+        }
         let installation = Installation {
             tenant: tenant.to_owned(),
             id: request.id,
@@ -382,7 +397,7 @@ impl Installer {
             config,
             grants: invocation.grants,
             limits: invocation.limits,
-            tick_interval_ms: self.tick_interval(&version, request.tick_interval_ms)?,
+            tick_interval_ms,
             enabled: true,
             parked: None,
             created_ms: now,

@@ -49,6 +49,7 @@ pub struct RunningServer {
     metrics_task: Option<JoinHandle<std::io::Result<()>>>,
     scheduler: Option<JoinHandle<()>>,
     dispatcher: Option<JoinHandle<()>>,
+    quotas: JoinHandle<()>,
 }
 
 /// How long a stop waits for its WebSockets' close frames to go out.
@@ -74,6 +75,7 @@ impl RunningServer {
         if let Some(dispatcher) = self.dispatcher.take() {
             dispatcher.abort();
         }
+        self.quotas.abort();
         if let Some(metrics) = self.metrics_task.take() {
             metrics.await.map_err(std::io::Error::other)??;
         }
@@ -145,6 +147,7 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthErro
         tokio::spawn(ticks.run())
     });
     let dispatcher = app.config.events.enabled.then(|| app.events.start());
+    let quotas = tokio::spawn(refresh_quotas(app.clone()));
     tracing::info!(%addr, ?metrics_addr, node = %app.node_id, events = app.events.queue().kind(), "plinth serving");
     Ok(RunningServer {
         addr,
@@ -155,7 +158,22 @@ pub async fn start(mut config: ServerConfig) -> Result<RunningServer, PlinthErro
         metrics_task,
         scheduler,
         dispatcher,
+        quotas,
     })
+}
+
+/// Reads every tenant's quota again every [`tenants::QUOTA_REFRESH`]; a metadata
+/// database that cannot be reached leaves the quotas as they were.
+async fn refresh_quotas(app: Arc<App>) {
+    let mut every = tokio::time::interval(tenants::QUOTA_REFRESH);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    every.tick().await;
+    loop {
+        every.tick().await;
+        if let Err(error) = app.tenants.load_quotas().await {
+            tracing::warn!(%error, "tenant quotas not read again");
+        }
+    }
 }
 
 async fn bind(at: SocketAddr) -> Result<tokio::net::TcpListener, PlinthError> {

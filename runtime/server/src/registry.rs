@@ -228,6 +228,22 @@ fn int(row: &Row, i: usize) -> i64 {
     row[i].int().unwrap_or_default()
 }
 
+/// A quota as stored: the fields added since the first two are left out at their
+/// defaults, so a node of an earlier version sharing the database (which refuses fields
+/// it does not know) still reads every quota that does not use them.
+fn stored_quota(quota: &TenantQuota) -> Result<String, PlinthError> {
+    let json = |q: &TenantQuota| serde_json::to_value(q).map_err(|e| internal(e.to_string()));
+    let (mut stored, defaults) = (json(quota)?, json(&TenantQuota::default())?);
+    if let Some(fields) = stored.as_object_mut() {
+        for added in ["fuel_metering", "installations"] {
+            if fields.get(added) == defaults.get(added) {
+                fields.remove(added);
+            }
+        }
+    }
+    Ok(stored.to_string())
+}
+
 pub fn grants_text<S: serde::Serializer>(
     grants: &Grants,
     serializer: S,
@@ -414,10 +430,7 @@ impl Registry {
         tenant: &str,
         quota: Option<&TenantQuota>,
     ) -> Result<(), PlinthError> {
-        let quota = quota
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| internal(e.to_string()))?;
+        let quota = quota.map(stored_quota).transpose()?;
         let changed = self
             .store
             .execute(
@@ -890,6 +903,18 @@ impl Registry {
         ])
     }
 
+    /// How many installations `tenant` has.
+    pub async fn installation_count(&self, tenant: &str) -> Result<u64, PlinthError> {
+        let rows = self
+            .store
+            .query(
+                "SELECT count(*) FROM installations WHERE tenant = $1",
+                vec![tenant.into()],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |row| int(row, 0)).max(0) as u64)
+    }
+
     /// Writes every field of an existing installation.
     pub async fn update_installation(&self, i: &Installation) -> Result<(), PlinthError> {
         let changed = self
@@ -1084,5 +1109,32 @@ impl Registry {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_quota_leaves_out_the_newer_fields_at_their_defaults() {
+        let first_two = TenantQuota {
+            concurrent_calls: 4,
+            fuel_per_minute: None,
+            ..TenantQuota::default()
+        };
+        let stored = stored_quota(&first_two).unwrap();
+        assert_eq!(stored, r#"{"concurrent_calls":4,"fuel_per_minute":null}"#);
+        let newer = TenantQuota {
+            fuel_metering: false,
+            installations: 10,
+            ..first_two
+        };
+        let stored = stored_quota(&newer).unwrap();
+        assert_eq!(
+            serde_json::from_str::<TenantQuota>(&stored).unwrap(),
+            newer,
+            "{stored}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! place.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use plinth_host::capability::db::SqliteDb;
 use plinth_host::capability::db::postgres::PostgresDb;
@@ -21,6 +22,10 @@ pub enum TenantDatabases {
     Postgres(Arc<PostgresDb>),
 }
 
+/// How often a node reads every tenant's quota again, so a quota set through another
+/// node sharing the metadata database applies here too.
+pub const QUOTA_REFRESH: Duration = Duration::from_secs(2);
+
 pub struct Tenants {
     sandbox: Arc<Sandbox>,
     registry: Arc<Registry>,
@@ -29,6 +34,10 @@ pub struct Tenants {
     hub: Arc<Hub>,
     events: Arc<Events>,
     databases: TenantDatabases,
+    /// Held from reading quotas to applying them, and from writing one to applying it:
+    /// a refresh that read the registry just before a quota was set cannot put the old
+    /// quota back after it.
+    applying: tokio::sync::Mutex<()>,
 }
 
 impl Tenants {
@@ -49,11 +58,14 @@ impl Tenants {
             hub,
             events,
             databases,
+            applying: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Applies every tenant's own quota to the sandbox; at start.
+    /// Applies every tenant's own quota (or the default, for a tenant without one) to
+    /// the sandbox; at start, then every [`QUOTA_REFRESH`].
     pub async fn load_quotas(&self) -> Result<(), PlinthError> {
+        let _applying = self.applying.lock().await;
         for tenant in self.registry.tenants().await? {
             self.sandbox
                 .tenant_quotas()
@@ -72,6 +84,7 @@ impl Tenants {
         if let Some(quota) = &quota {
             quota.validate()?;
         }
+        let _applying = self.applying.lock().await;
         self.registry.set_quota(tenant, quota.as_ref()).await?;
         let quotas = self.sandbox.tenant_quotas();
         quotas.set(tenant, quota);

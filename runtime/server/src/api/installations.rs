@@ -27,7 +27,8 @@ use crate::registry::Installation;
 /// against its schema, limits against the server's.
 #[utoipa::path(post, path = "/tenants/{tenant}/installations", tag = "installations",
     params(TenantPath), request_body = InstallRequest,
-    responses((status = 201, description = "Installed", body = Installation)))]
+    responses((status = 201, description = "Installed", body = Installation),
+              (status = 409, description = "CONFLICT: the id is taken, or the tenant has as many installations as its quota allows", body = plinth_host::PlinthError)))]
 pub async fn install(
     State(app): State<Arc<App>>,
     admin: Admin,
