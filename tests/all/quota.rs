@@ -256,7 +256,7 @@ fn a_quota_without_fuel_metering_has_no_fuel_budget() {
     assert_eq!(stored.installations, TenantQuota::default().installations);
 }
 
-/// Without an epoch deadline fuel is all that stops a loop, so such a sandbox counts fuel
+/// Without an epoch deadline only a fuel limit can stop a loop, so such a sandbox counts fuel
 /// for every tenant, whatever its quota says.
 #[tokio::test]
 async fn without_epochs_every_tenant_counts_fuel() {

@@ -1662,6 +1662,29 @@ async fn an_operator_turns_fuel_metering_off_for_one_tenant() {
 /// uninstalling makes room, and another tenant is untouched.
 async fn installations_are_capped_per_tenant(server: TestServer) {
     let (tenant, other) = unique_tenants();
+    // Another tenant, with the default quota, installs first: its installations do not
+    // count against the first tenant's.
+    let (other_admin, _) = server.tenant(&other).await;
+    let (status, body) = server
+        .get(&format!("/api/v1/tenants/{other}"), &server.operator)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["quota"]["installations"], 1000, "{body}");
+    let (status, uploaded) = server
+        .upload(&other, &other_admin, guest("extensions/hello-metric"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    for id in ["one", "two", "three"] {
+        let (status, body) = server
+            .json(
+                "POST",
+                &format!("/api/v1/tenants/{other}/installations"),
+                &other_admin,
+                json!({"id": id, "component": uploaded["hash"], "grants": "log"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
     let (admin, _) = server.tenant(&tenant).await;
     let (status, uploaded) = server
         .upload(&tenant, &admin, guest("extensions/hello-metric"))
@@ -1727,28 +1750,6 @@ async fn installations_are_capped_per_tenant(server: TestServer) {
     let (_, listed) = server.get(&path, &admin).await;
     assert_eq!(listed["installations"].as_array().unwrap().len(), 2);
 
-    // Another tenant has the default quota.
-    let (other_admin, _) = server.tenant(&other).await;
-    let (status, body) = server
-        .get(&format!("/api/v1/tenants/{other}"), &server.operator)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["quota"]["installations"], 1000, "{body}");
-    let (status, uploaded) = server
-        .upload(&other, &other_admin, guest("extensions/hello-metric"))
-        .await;
-    assert_eq!(status, 201, "{uploaded}");
-    for id in ["one", "two", "three"] {
-        let (status, body) = server
-            .json(
-                "POST",
-                &format!("/api/v1/tenants/{other}/installations"),
-                &other_admin,
-                json!({"id": id, "component": uploaded["hash"], "grants": "log"}),
-            )
-            .await;
-        assert_eq!(status, 201, "{body}");
-    }
     server.stop().await;
 }
 
@@ -1765,7 +1766,7 @@ async fn installations_are_capped_per_tenant_redis_postgres() {
 }
 
 /// A quota set through one node applies on another node sharing the metadata database
-/// within a few refreshes, and so does going back to the default.
+/// within a few refreshes, and so do going back to the default and deleting the tenant.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_quota_set_on_one_node_applies_on_the_others() {
     let schema = unique_schema();
@@ -1773,13 +1774,19 @@ async fn a_quota_set_on_one_node_applies_on_the_others() {
     let two = TestServer::start(|c| real_services(c, &schema)).await;
     let (tenant, _) = unique_tenants();
     one.tenant(&tenant).await;
-    let seen_on_two = |calls: usize, metered: bool| {
+    let seen_on_two = |calls: usize, metered: bool, installations: u32| {
         let (two, tenant) = (&two, &tenant);
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            let wanted = (calls, metered, installations);
             loop {
                 let quota = two.server().app.sandbox.tenant_quotas().quota_of(tenant);
-                if (quota.concurrent_calls, quota.fuel_metering) == (calls, metered) {
+                if (
+                    quota.concurrent_calls,
+                    quota.fuel_metering,
+                    quota.installations,
+                ) == wanted
+                {
                     return;
                 }
                 assert!(
@@ -1791,19 +1798,28 @@ async fn a_quota_set_on_one_node_applies_on_the_others() {
         }
     };
     let quota = format!("/api/v1/tenants/{tenant}/quota");
+    let own = json!({"concurrent_calls": 3, "fuel_per_minute": null, "fuel_metering": false,
+                     "installations": 5});
+    let (status, body) = one.json("PUT", &quota, &one.operator, own.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    seen_on_two(3, false, 5).await;
+    let (status, body) = one.send("PUT", &quota, Some(&one.operator), None).await;
+    assert_eq!(status, 200, "{body}");
+    seen_on_two(16, true, 1000).await;
+
+    let (status, body) = one.json("PUT", &quota, &one.operator, own).await;
+    assert_eq!(status, 200, "{body}");
+    seen_on_two(3, false, 5).await;
     let (status, body) = one
-        .json(
-            "PUT",
-            &quota,
-            &one.operator,
-            json!({"concurrent_calls": 3, "fuel_per_minute": null, "fuel_metering": false}),
+        .send(
+            "DELETE",
+            &format!("/api/v1/tenants/{tenant}"),
+            Some(&one.operator),
+            None,
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    seen_on_two(3, false).await;
-    let (status, body) = one.send("PUT", &quota, Some(&one.operator), None).await;
-    assert_eq!(status, 200, "{body}");
-    seen_on_two(16, true).await;
+    seen_on_two(16, true, 1000).await;
     one.stop().await;
     two.stop().await;
 }

@@ -154,7 +154,7 @@ impl Sandbox {
     }
 
     /// What `metering` comes to in this sandbox: no fuel anywhere if it counts none, and
-    /// fuel always if it has no epoch deadline (fuel is then all that stops a loop).
+    /// fuel always if it has no epoch deadline (its fuel limit is then all that can stop a loop).
     fn effective(&self, metering: Metering) -> Metering {
         match (self.config.fuel, self.config.epoch) {
             (false, _) => Metering::Off,

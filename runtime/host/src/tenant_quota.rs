@@ -127,6 +127,18 @@ impl TenantQuotas {
         *self.usage(tenant).quota.lock().recover() = quota;
     }
 
+    /// Takes their own quota from every tenant but `listed` (tenants that are gone); their
+    /// live usage stays, as calls of theirs may still be running.
+    pub fn keep_own_quotas_of<'a>(&self, listed: impl Iterator<Item = &'a str>) {
+        let listed: std::collections::HashSet<&str> = listed.collect();
+        let tenants = self.tenants.lock().recover();
+        for (tenant, usage) in tenants.iter() {
+            if !listed.contains(tenant.as_str()) {
+                *usage.quota.lock().recover() = None;
+            }
+        }
+    }
+
     /// The quota `tenant` runs under.
     pub fn quota_of(&self, tenant: &str) -> TenantQuota {
         self.usage(tenant)

@@ -409,8 +409,11 @@ function QuotaEditor({ tenant, detail, onSaved, onCancel }) {
               onChange=${(e) => {
                 const on = e.currentTarget.checked;
                 setMetered(on);
-                // Counting fuel again: offer a budget rather than silently keep none.
-                if (on && quota?.fuel_metering === false) setUnlimited(false);
+                // Counting fuel again: offer the default budget rather than silently keep none.
+                if (on && quota?.fuel_metering === false) {
+                  setUnlimited(false);
+                  if (fuel.trim() === "") setFuel("60000000000");
+                }
               }} />
             <label for=${base + "-metered"}>Count fuel</label>
             <span id=${base + "-metered-hint"} class="op-hint">Off: faster CPU-bound code, no fuel limit or

@@ -273,7 +273,13 @@ impl Calls {
         self.metrics
             .record_call(receipt, &self.metrics_label(&extension));
         let key = (installation.tenant.clone(), installation.id.clone());
-        push_recent(&self.receipts, key.clone(), Kept::new(now_ms(), receipt));
+        let rings = || self.rings_per_tenant(&installation.tenant);
+        push_recent(
+            &self.receipts,
+            key.clone(),
+            Kept::new(now_ms(), receipt),
+            rings,
+        );
         match &report.outcome {
             Ok(_) => {
                 self.failures.lock().recover().remove(&key);
@@ -289,6 +295,7 @@ impl Calls {
                         code: error.code,
                         message: kept_message(&error.message),
                     },
+                    rings,
                 );
                 if error.code.is_guest_fault() {
                     self.count_fault(installation, error).await;
@@ -358,6 +365,11 @@ impl Calls {
             .remove(&(tenant.to_owned(), id.to_owned()));
     }
 
+    /// Installations' rings `tenant` may have on this node: its installations quota.
+    fn rings_per_tenant(&self, tenant: &str) -> usize {
+        self.sandbox.tenant_quotas().quota_of(tenant).installations as usize
+    }
+
     /// Forgets what was kept of an uninstalled installation.
     pub fn forget(&self, tenant: &str, id: &str) {
         let key = (tenant.to_owned(), id.to_owned());
@@ -386,8 +398,51 @@ impl Calls {
     }
 }
 
-fn push_recent<T>(map: &Mutex<HashMap<Key, VecDeque<T>>>, key: Key, item: T) {
+/// What a kept item says of when it happened.
+trait Dated {
+    fn at_ms(&self) -> i64;
+}
+
+impl Dated for Kept {
+    fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
+}
+
+impl Dated for ErrorRecord {
+    fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
+}
+
+/// Adds to an installation's ring. A tenant keeps at most `rings()` rings on this node:
+/// an installation removed through another node is never forgotten here, so without this
+/// a tenant installing and uninstalling through several nodes would grow each node's
+/// memory without end; its least recently used ring goes first.
+fn push_recent<T: Dated>(
+    map: &Mutex<HashMap<Key, VecDeque<T>>>,
+    key: Key,
+    item: T,
+    rings: impl FnOnce() -> usize,
+) {
     let mut map = map.lock().recover();
+    if !map.contains_key(&key) {
+        let tenant = &key.0;
+        let (mut count, mut stalest) = (0, None::<(i64, &Key)>);
+        for (other, ring) in map.iter().filter(|(other, _)| other.0 == *tenant) {
+            count += 1;
+            let last = ring.back().map_or(i64::MIN, Dated::at_ms);
+            if stalest.is_none_or(|(at, _)| last < at) {
+                stalest = Some((last, other));
+            }
+        }
+        if count >= rings().max(1)
+            && let Some((_, stalest)) = stalest
+        {
+            let stalest = stalest.clone();
+            map.remove(&stalest);
+        }
+    }
     let ring = map.entry(key).or_default();
     if ring.len() == RECENT {
         ring.pop_front();
@@ -451,12 +506,39 @@ mod tests {
         assert!(kept.ends_with("(2 bytes more)"), "{kept}");
     }
 
+    impl Dated for usize {
+        fn at_ms(&self) -> i64 {
+            *self as i64
+        }
+    }
+
+    #[test]
+    fn a_tenant_keeps_at_most_its_number_of_rings_the_stalest_going_first() {
+        let map = Mutex::default();
+        let key = |tenant: &str, id: &str| (tenant.to_owned(), id.to_owned());
+        push_recent(&map, key("t", "one"), 1, || 2);
+        push_recent(&map, key("t", "two"), 5, || 2);
+        push_recent(&map, key("u", "one"), 0, || 2);
+        push_recent(&map, key("t", "one"), 10, || 2);
+        // A third installation of t: "two" was used last at 5, "one" at 10.
+        push_recent(&map, key("t", "three"), 11, || 2);
+        let map = map.lock().unwrap();
+        let mut kept: Vec<&Key> = map.keys().collect();
+        kept.sort();
+        assert_eq!(
+            kept,
+            [&key("t", "one"), &key("t", "three"), &key("u", "one")],
+            "another tenant's ring stays"
+        );
+        assert_eq!(map[&key("t", "one")].len(), 2);
+    }
+
     #[test]
     fn a_full_ring_holds_exactly_recent_items() {
         let map = Mutex::default();
         let key = ("t".to_owned(), "i".to_owned());
         for n in 0..RECENT * 3 {
-            push_recent(&map, key.clone(), n);
+            push_recent(&map, key.clone(), n, || 1);
         }
         let map = map.lock().unwrap();
         let ring = &map[&key];

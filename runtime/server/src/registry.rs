@@ -392,10 +392,19 @@ impl Registry {
     }
 
     fn tenant_of(row: &Row) -> Tenant {
+        let id = text(row, 0);
+        let quota = row[2].text().and_then(|q| {
+            serde_json::from_str(q)
+                .inspect_err(|error| {
+                    // Written by a newer version sharing this database, or edited by hand.
+                    tracing::warn!(tenant = %id, %error, "a stored quota does not read; the default applies");
+                })
+                .ok()
+        });
         Tenant {
-            id: text(row, 0),
+            id,
             name: text(row, 1),
-            quota: row[2].text().and_then(|q| serde_json::from_str(q).ok()),
+            quota,
             created_ms: int(row, 3),
         }
     }

@@ -66,10 +66,13 @@ impl Tenants {
     /// the sandbox; at start, then every [`QUOTA_REFRESH`].
     pub async fn load_quotas(&self) -> Result<(), PlinthError> {
         let _applying = self.applying.lock().await;
-        for tenant in self.registry.tenants().await? {
-            self.sandbox
-                .tenant_quotas()
-                .set(&tenant.id, tenant.quota.clone());
+        let tenants = self.registry.tenants().await?;
+        let quotas = self.sandbox.tenant_quotas();
+        // A tenant deleted through another node goes back to the default here (a tenant
+        // created again with its id must not find its old quota).
+        quotas.keep_own_quotas_of(tenants.iter().map(|t| t.id.as_str()));
+        for tenant in tenants {
+            quotas.set(&tenant.id, tenant.quota);
         }
         Ok(())
     }
@@ -122,10 +125,16 @@ impl Tenants {
     /// on this node, and what this node remembers of it. Its schedules stop at the
     /// scheduler's next reload, which this wakes.
     pub async fn delete(&self, tenant: &str) -> Result<TenantRemoval, PlinthError> {
-        let removed = self.registry.delete_tenant(tenant).await?;
+        let removed = {
+            // A refresh that read the tenant's quota before it was deleted cannot put it
+            // back afterwards.
+            let _applying = self.applying.lock().await;
+            let removed = self.registry.delete_tenant(tenant).await?;
+            self.sandbox.tenant_quotas().set(tenant, None);
+            removed
+        };
         self.installations.forget_tenant(tenant);
         self.calls.forget_tenant(tenant);
-        self.sandbox.tenant_quotas().set(tenant, None);
         self.drop_data(tenant, "is deleted").await?;
         Ok(removed)
     }
