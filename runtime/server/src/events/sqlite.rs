@@ -101,6 +101,10 @@ fn failed(e: impl std::fmt::Display) -> BackendError {
 
 impl SqliteQueue {
     pub fn open(path: &Path) -> Result<Self, BackendError> {
+        // SQLite's allocator carries the tenant statements' budgets and can be set only
+        // before the process's first connection: a node whose metadata is on PostgreSQL
+        // may open this one first.
+        plinth_host::capability::db::statement_budget::install().map_err(failed)?;
         let connection = Connection::open(path).map_err(failed)?;
         // WAL: readers never wait on the writer. FULL: a commit is on disk (the WAL is
         // synced) before the 202 goes out, so an accepted event survives a power loss
