@@ -1823,3 +1823,88 @@ async fn a_quota_set_on_one_node_applies_on_the_others() {
     one.stop().await;
     two.stop().await;
 }
+
+/// An installation removed through another node is not forgotten on this one, so each
+/// node keeps receipts for at most the tenant's `installations` installations: the ring
+/// of one uninstalled through node one goes on node two when a new one is used there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_keeps_receipts_for_at_most_a_tenants_installations() {
+    let schema = unique_schema();
+    let one = TestServer::start(|c| real_services(c, &schema)).await;
+    let two = TestServer::start(|c| real_services(c, &schema)).await;
+    let (tenant, _) = unique_tenants();
+    let (admin, _) = one.tenant(&tenant).await;
+    let (status, body) = one
+        .json(
+            "PUT",
+            &format!("/api/v1/tenants/{tenant}/quota"),
+            &one.operator,
+            json!({"concurrent_calls": 16, "fuel_per_minute": null, "installations": 2}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, uploaded) = one
+        .upload(&tenant, &admin, guest("extensions/hello-metric"))
+        .await;
+    assert_eq!(status, 201, "{uploaded}");
+    let path = format!("/api/v1/tenants/{tenant}/installations");
+    let install = |id: &'static str| {
+        let (one, path, admin, hash) = (&one, &path, &admin, &uploaded["hash"]);
+        async move {
+            let body = json!({"id": id, "component": hash, "grants": "log"});
+            let (status, body) = one.json("POST", path, admin, body).await;
+            assert_eq!(status, 201, "{body}");
+        }
+    };
+    let render_on_two = |id: &'static str| {
+        let (two, path, admin) = (&two, &path, &admin);
+        async move {
+            let (status, body) = two.get(&format!("{path}/{id}/data"), admin).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let kept_on_two = |id: &str| two.server().app.calls.recent_receipts(&tenant, id).len();
+    // Node two applies the quota on one of its refreshes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while two
+        .server()
+        .app
+        .sandbox
+        .tenant_quotas()
+        .quota_of(&tenant)
+        .installations
+        != 2
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node two never read the quota"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    install("a").await;
+    install("b").await;
+    render_on_two("a").await;
+    render_on_two("b").await;
+    assert_eq!((kept_on_two("a"), kept_on_two("b")), (1, 1));
+    let (status, _) = one
+        .send("DELETE", &format!("{path}/b"), Some(&admin), None)
+        .await;
+    assert_eq!(status, 204);
+    assert_eq!(kept_on_two("b"), 1, "node two did not hear of it");
+    // Receipts are dated to the millisecond: a's next one must be later than b's.
+    let b_at = two.server().app.calls.recent_receipts(&tenant, "b")[0].at_ms;
+    while plinth_server::registry::now_ms() <= b_at {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    render_on_two("a").await;
+    install("c").await;
+    render_on_two("c").await;
+    assert_eq!(
+        (kept_on_two("a"), kept_on_two("b"), kept_on_two("c")),
+        (2, 0, 1),
+        "b, used least recently, made room for c"
+    );
+    one.stop().await;
+    two.stop().await;
+}
