@@ -62,7 +62,9 @@ pub struct Sandbox {
     cache: Option<CompileCache>,
     backends: Backends,
     config: SandboxConfig,
-    loaded: Mutex<HashMap<(Metering, String), Arc<Extension>>>,
+    /// By hash: the loads that count fuel, then those that do not (looked up on every
+    /// call, by `&str`).
+    loaded: [Mutex<HashMap<String, Arc<Extension>>>; 2],
     loads: Arc<LoadCounts>,
     quotas: TenantQuotas,
     ticker: Option<EpochTicker>,
@@ -132,7 +134,7 @@ impl Sandbox {
             backends,
             quotas: TenantQuotas::new(config.tenant_quota.clone()),
             config,
-            loaded: Mutex::default(),
+            loaded: Default::default(),
             loads: Arc::default(),
             ticker,
         })
@@ -207,8 +209,15 @@ impl Sandbox {
     /// A component loaded before for calls of `metering`, by its hash; nothing is
     /// compiled or read.
     pub fn loaded(&self, hash: &str, metering: Metering) -> Option<Arc<Extension>> {
-        let key = (self.effective(metering), hash.to_owned());
-        self.loaded.lock().recover().get(&key).cloned()
+        self.shelf(metering).lock().recover().get(hash).cloned()
+    }
+
+    /// Where the loads of `metering` are kept.
+    fn shelf(&self, metering: Metering) -> &Mutex<HashMap<String, Arc<Extension>>> {
+        match self.effective(metering) {
+            Metering::Fuel => &self.loaded[0],
+            Metering::Off => &self.loaded[1],
+        }
     }
 
     /// [`Sandbox::load_for`] calls that count fuel (if the sandbox counts any).
@@ -236,12 +245,13 @@ impl Sandbox {
             Some(cache) => cache.load_or_compile(&runtime.engine, &hash, bytes)?,
             None => (compile(&runtime.engine, bytes)?, CodeSource::Compiled),
         };
-        self.prepare(metering, component, hash, code, started)
+        self.prepare(runtime, metering, component, hash, code, started)
     }
 
     /// Checks and pre-instantiates a compiled component, and keeps it as loaded.
     fn prepare(
         &self,
+        runtime: &Runtime,
         metering: Metering,
         component: Component,
         hash: String,
@@ -251,7 +261,6 @@ impl Sandbox {
         // Counted whether or not the component then passes the contract's checks.
         self.loads.count(code);
         let metering = self.effective(metering);
-        let runtime = self.runtime(metering)?;
         let extension = Arc::new(Extension::prepare(
             &runtime.engine,
             &runtime.linker,
@@ -261,10 +270,10 @@ impl Sandbox {
             metering,
             started,
         )?);
-        self.loaded
+        self.shelf(metering)
             .lock()
             .recover()
-            .insert((metering, hash), extension.clone());
+            .insert(hash, extension.clone());
         Ok(extension)
     }
 
@@ -290,6 +299,7 @@ impl Sandbox {
             return Ok(None);
         };
         self.prepare(
+            runtime,
             metering,
             component,
             hash.to_owned(),
@@ -302,10 +312,9 @@ impl Sandbox {
     /// Forgets a loaded component (for every metering); the next load reads the compile
     /// cache again.
     pub fn unload(&self, hash: &str) {
-        self.loaded
-            .lock()
-            .recover()
-            .retain(|(_, loaded), _| loaded != hash);
+        for shelf in &self.loaded {
+            shelf.lock().recover().remove(hash);
+        }
     }
 
     /// Checks an installation's grants against the component's imports: deny by
